@@ -1,0 +1,109 @@
+// The op set that layers are written against. A backend owns a device's memory and runs each op with that
+// device's kernels; layers and models see only this interface and Tensors, never the device.
+//
+// Conventions: activations are 2-D views [rows, cols] with a row stride (Tensor::ld) in the backend's act_dtype()
+// (float32 on CPU, bf16 on GPU); weight matrices are [N, K] as stored; small parameter vectors are float32.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace hyrax::io {
+struct TensorInfo;
+}
+
+namespace hyrax {
+
+/// The packed batch of one forward step, in host memory: n sequences, each contributing a run of new tokens.
+struct StepMeta {
+  int64_t n_seqs = 0, n_tokens = 0;
+  const int32_t* tokens = nullptr;        // [n_tokens]
+  const int32_t* positions = nullptr;     // [n_tokens] absolute position of each token in its sequence
+  const int32_t* cu_seqlens = nullptr;    // [n_seqs + 1] offsets of each sequence's tokens
+  const int32_t* start_pos = nullptr;     // [n_seqs] position of each sequence's first new token
+  const int32_t* state_slots = nullptr;   // [n_seqs] recurrent-state slot of each sequence
+  const int32_t* block_tables = nullptr;  // [n_seqs, max_blocks] KV blocks of each sequence
+  int64_t max_blocks = 0;
+};
+
+/// One recurrent layer's state pools: conv inputs [n_slots, W-1, C] and the delta-rule state [n_slots, H, Dk, Dv].
+struct RecurrentPools {
+  float* conv = nullptr;
+  float* ssm = nullptr;
+};
+
+/// One attention layer's paged KV pools: [n_blocks, block_size, Hkv, D] each, in the backend's kv dtype.
+struct KvPools {
+  void* k = nullptr;
+  void* v = nullptr;
+  int64_t n_blocks = 0, block_size = 0;
+};
+
+struct GdnShape {
+  int64_t Hk = 0, Hv = 0, Dk = 0, Dv = 0;
+  bool allow_neg_eigval = true;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  virtual Device device() const = 0;
+  virtual DType act_dtype() const = 0;
+  virtual DType kv_dtype() const = 0;
+
+  // ---- memory (device memory for a GPU backend) ----
+  virtual void* alloc(size_t bytes) = 0;
+  virtual void release(void* p) = 0;
+  virtual void zero(void* p, size_t bytes) = 0;
+  virtual void copy_to_host(void* dst, const void* src, size_t bytes) = 0;
+  virtual void copy_to_device(void* dst, const void* src, size_t bytes) = 0;
+  virtual void synchronize() {}
+
+  // ---- weights ----
+  /// A weight matrix [N, K] where the backend's matmul can read it (CPU: the mapped bytes themselves).
+  virtual Tensor load_matrix(const io::TensorInfo& t) = 0;
+  /// A small float32 parameter (norm weights, gates, conv taps) copied to the device; `host` holds numel floats.
+  virtual Tensor load_f32(const std::vector<float>& host, std::initializer_list<int64_t> shape) = 0;
+
+  // ---- the step ----
+  /// Makes the packed batch's metadata available to the ops of this step.
+  virtual void begin_step(const StepMeta& m) = 0;
+
+  // ---- ops (shapes: T = the step's tokens) ----
+  /// out[T, C] = table[token] rows, table [V, C] as stored.
+  virtual void embed(const Tensor& table, const Tensor& out) = 0;
+  /// y[R, N] = x[R, K] · w[N, K]ᵀ
+  virtual void matmul(const Tensor& x, const Tensor& w, const Tensor& y) = 0;
+  /// y = x / sqrt(mean(x²) + eps) * w over the last dim; y may alias x.
+  virtual void rms_norm(const Tensor& x, const Tensor& w, float eps, const Tensor& y) = 0;
+  /// Per head of D = w.numel() values: y = rms(x) * w * silu(gate); y may alias x.
+  virtual void gated_rms_norm(const Tensor& x, const Tensor& gate, const Tensor& w, float eps, const Tensor& y) = 0;
+  /// y = silu(gate) * up
+  virtual void swiglu(const Tensor& gate, const Tensor& up, const Tensor& y) = 0;
+  /// y = a + b; y may alias either.
+  virtual void add(const Tensor& a, const Tensor& b, const Tensor& y) = 0;
+  /// Causal depthwise conv (taps w [C, W]) + SiLU over each sequence, continuing from and updating its conv state.
+  virtual void conv1d(const Tensor& x, const Tensor& w, float* conv_pool, const Tensor& y) = 0;
+  /// The gated delta rule over each sequence, continuing from and updating its state; see
+  /// kernels/gated_delta_rule. qkv [T, 2·Hk·Dk + Hv·Dv] (q | k | v), a and b [T, Hv], out [T, Hv·Dv].
+  virtual void gated_delta_rule(const Tensor& qkv, const Tensor& a, const Tensor& b, const Tensor& A_log,
+                                const Tensor& dt_bias, const GdnShape& shape, float* ssm_pool, const Tensor& out) = 0;
+  /// Rotates x [T, H·D] in place at the step's token positions (rotate-half RoPE).
+  virtual void rope(const Tensor& x, int64_t heads, float theta) = 0;
+  /// Writes the step's k, v [T, Hkv·D] into the paged cache, then out[T, Hq·D] = causal softmax attention of q over
+  /// each sequence's cached positions.
+  virtual void attention(const Tensor& q, const Tensor& k, const Tensor& v, const KvPools& kv, int64_t Hq,
+                         int64_t Hkv, int64_t D, float scale, const Tensor& out) = 0;
+  /// out[i] = x[rows[i]]: picks the rows whose logits are wanted.
+  virtual void gather_rows(const Tensor& x, const std::vector<int32_t>& rows, const Tensor& out) = 0;
+};
+
+/// The CPU backend (float32 activations and KV cache, all cores).
+std::unique_ptr<Backend> make_cpu_backend();
+
+}  // namespace hyrax

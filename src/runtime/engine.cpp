@@ -1,0 +1,139 @@
+#include "runtime/engine.h"
+
+#include <algorithm>
+
+#include "core/check.h"
+
+namespace hyrax {
+
+Engine::Engine(std::unique_ptr<Backend> backend, std::unique_ptr<Model> model, const EngineConfig& cfg)
+    : backend_(std::move(backend)), model_(std::move(model)), cfg_(cfg) {
+  HYRAX_REQUIRE(cfg.max_seqs > 0 && cfg.max_seq_len > 0 && cfg.block_size > 0 && cfg.max_step_tokens > 0,
+                "engine: max_seqs, max_seq_len, block_size and max_step_tokens must be positive");
+  StatePoolConfig pc;
+  pc.n_slots = cfg.max_seqs;
+  pc.block_size = cfg.block_size;
+  const int64_t kv_tokens = cfg.max_kv_tokens > 0 ? cfg.max_kv_tokens : cfg.max_seqs * cfg.max_seq_len;
+  pc.n_blocks = (kv_tokens + cfg.block_size - 1) / cfg.block_size;
+  pool_ = std::make_unique<StatePool>(*backend_, model_->state_spec(), pc);
+}
+
+Engine::~Engine() {
+  if (logits_dev_) backend_->release(logits_dev_);
+}
+
+bool Engine::open(Sequence& seq) {
+  HYRAX_CHECK(seq.slot < 0, "sequence already open");
+  seq.slot = pool_->acquire_slot();
+  seq.n_cached = 0;
+  return seq.slot >= 0;
+}
+
+void Engine::close(Sequence& seq) {
+  if (seq.slot >= 0) pool_->release_slot(seq.slot);
+  pool_->release_blocks(seq.blocks);
+  seq.slot = -1;
+  seq.n_cached = 0;
+}
+
+std::vector<float> Engine::step(const std::vector<StepItem>& items) {
+  std::vector<int32_t> tokens, positions, cu{0}, start, slots, rows;
+  int64_t max_blocks = 0;
+  for (const auto& it : items) {
+    HYRAX_CHECK(it.seq && it.seq->slot >= 0 && it.n_tokens > 0, "step item without an open sequence or tokens");
+    const int64_t end = it.seq->n_cached + it.n_tokens;
+    HYRAX_REQUIRE(end <= model_->info().max_positions || model_->info().max_positions <= 0, "sequence of ", end,
+                  " positions exceeds the model's max_position_embeddings (", model_->info().max_positions, ")");
+    max_blocks = std::max(max_blocks, pool_->blocks_for(end));
+  }
+  // Reserve KV blocks for everything first, so that a failure leaves every sequence as it was.
+  std::vector<size_t> before;
+  for (const auto& it : items) before.push_back(it.seq->blocks.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (!pool_->reserve_blocks(items[i].seq->blocks, items[i].seq->n_cached + items[i].n_tokens)) {
+      for (size_t j = 0; j <= i; ++j) {
+        auto& b = items[j].seq->blocks;
+        std::vector<int32_t> extra(b.begin() + int64_t(before[j]), b.end());
+        b.resize(before[j]);
+        pool_->release_blocks(extra);
+      }
+      fail("out of KV cache blocks: the step needs more than the ", pool_->free_blocks(), " free blocks of ",
+           pool_->config().block_size, " positions");
+    }
+  }
+  std::vector<int32_t> tables(items.size() * size_t(std::max<int64_t>(max_blocks, 1)), 0);
+  for (size_t i = 0; i < items.size(); ++i) {
+    const StepItem& it = items[i];
+    const int32_t row0 = int32_t(tokens.size());
+    for (int64_t t = 0; t < it.n_tokens; ++t) {
+      tokens.push_back(it.tokens[t]);
+      positions.push_back(int32_t(it.seq->n_cached + t));
+    }
+    cu.push_back(int32_t(tokens.size()));
+    start.push_back(int32_t(it.seq->n_cached));
+    slots.push_back(it.seq->slot);
+    std::copy(it.seq->blocks.begin(), it.seq->blocks.end(), tables.begin() + int64_t(i) * std::max<int64_t>(max_blocks, 1));
+    if (it.all_logits) {
+      for (int64_t t = 0; t < it.n_tokens; ++t) rows.push_back(row0 + int32_t(t));
+    } else {
+      rows.push_back(row0 + int32_t(it.n_tokens - 1));
+    }
+  }
+  HYRAX_REQUIRE(int64_t(tokens.size()) <= cfg_.max_step_tokens, "step of ", tokens.size(),
+                " tokens exceeds max_step_tokens ", cfg_.max_step_tokens);
+  for (int32_t id : tokens)
+    HYRAX_REQUIRE(id >= 0 && id < vocab_size(), "token id ", id, " is outside the vocabulary [0, ", vocab_size(), ")");
+
+  StepMeta m;
+  m.n_seqs = int64_t(items.size());
+  m.n_tokens = int64_t(tokens.size());
+  m.tokens = tokens.data();
+  m.positions = positions.data();
+  m.cu_seqlens = cu.data();
+  m.start_pos = start.data();
+  m.state_slots = slots.data();
+  m.block_tables = tables.data();
+  m.max_blocks = std::max<int64_t>(max_blocks, 1);
+
+  const int64_t V = vocab_size();
+  const size_t bytes = rows.size() * size_t(V) * dtype_size(backend_->act_dtype());
+  if (bytes > logits_bytes_) {
+    if (logits_dev_) backend_->release(logits_dev_);
+    logits_dev_ = backend_->alloc(bytes);
+    logits_bytes_ = bytes;
+  }
+  Tensor logits(logits_dev_, backend_->act_dtype(), {int64_t(rows.size()), V}, backend_->device());
+  model_->forward(m, *pool_, rows, logits);
+  for (const auto& it : items) it.seq->n_cached += it.n_tokens;
+
+  std::vector<float> out(rows.size() * size_t(V));
+  if (backend_->act_dtype() == DType::F32) {
+    backend_->copy_to_host(out.data(), logits_dev_, bytes);
+  } else {
+    std::vector<uint16_t> raw(rows.size() * size_t(V));
+    backend_->copy_to_host(raw.data(), logits_dev_, bytes);
+    to_f32(backend_->act_dtype(), raw.data(), out.data(), raw.size());
+  }
+  return out;
+}
+
+std::vector<float> Engine::logits_all(const std::vector<int32_t>& ids) {
+  HYRAX_REQUIRE(!ids.empty(), "no input ids");
+  Sequence seq;
+  HYRAX_REQUIRE(open(seq), "no free sequence slot");
+  std::vector<float> all;
+  try {
+    for (size_t i = 0; i < ids.size(); i += size_t(cfg_.max_step_tokens)) {
+      const int64_t n = std::min<int64_t>(cfg_.max_step_tokens, int64_t(ids.size() - i));
+      auto part = step({StepItem{&seq, ids.data() + i, n, true}});
+      all.insert(all.end(), part.begin(), part.end());
+    }
+  } catch (...) {
+    close(seq);
+    throw;
+  }
+  close(seq);
+  return all;
+}
+
+}  // namespace hyrax

@@ -1,0 +1,72 @@
+// The engine: a backend, a model and the state pool sized for it, plus the step that runs a packed batch of
+// sequences through the model. Everything above (generation, the scheduler, the server) drives it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/backend.h"
+#include "models/model.h"
+#include "state/state_pool.h"
+
+namespace hyrax {
+
+struct EngineConfig {
+  int64_t max_seqs = 1;           // sequences holding state at once
+  int64_t max_seq_len = 4096;     // positions per sequence the KV cache must hold (when max_kv_tokens is 0)
+  int64_t max_kv_tokens = 0;      // total KV positions in the pool; 0: max_seqs * max_seq_len
+  int64_t block_size = 16;        // KV positions per block
+  int64_t max_step_tokens = 512;  // most tokens one step packs (prefill chunk)
+};
+
+/// A sequence's hold on the engine's state.
+struct Sequence {
+  int32_t slot = -1;
+  std::vector<int32_t> blocks;
+  int64_t n_cached = 0;  // positions already in the state
+};
+
+/// One sequence's part of a step: append `tokens` and want logits for the last one, or for all of them.
+struct StepItem {
+  Sequence* seq = nullptr;
+  const int32_t* tokens = nullptr;
+  int64_t n_tokens = 0;
+  bool all_logits = false;
+};
+
+class Engine {
+ public:
+  Engine(std::unique_ptr<Backend> backend, std::unique_ptr<Model> model, const EngineConfig& cfg);
+  ~Engine();
+
+  Backend& backend() { return *backend_; }
+  Model& model() { return *model_; }
+  StatePool& pool() { return *pool_; }
+  const EngineConfig& config() const { return cfg_; }
+  int64_t vocab_size() const { return model_->info().vocab_size; }
+
+  /// Takes a state slot for a new sequence; false when none is free.
+  bool open(Sequence& seq);
+  /// Gives back the sequence's slot and KV blocks.
+  void close(Sequence& seq);
+
+  /// Runs one forward step over `items` (at most max_step_tokens tokens in all). Returns the logits rows, host
+  /// float32 [rows, vocab]: per item, its last token's row, or all of its rows when all_logits. Throws
+  /// hyrax::Error (and changes nothing) when a sequence would exceed its KV capacity.
+  std::vector<float> step(const std::vector<StepItem>& items);
+
+  /// Logits of every position of `ids` for a fresh sequence, prefilled in chunks of max_step_tokens.
+  std::vector<float> logits_all(const std::vector<int32_t>& ids);
+
+ private:
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<Model> model_;
+  EngineConfig cfg_;
+  std::unique_ptr<StatePool> pool_;
+  void* logits_dev_ = nullptr;  // device buffer for logits rows
+  size_t logits_bytes_ = 0;
+};
+
+}  // namespace hyrax
