@@ -25,6 +25,7 @@ struct ModelInfo {
   std::string layer_pattern;  // one letter per layer: L = linear-recurrent, A = attention
   int64_t n_params = 0;
   size_t weight_bytes = 0;
+  size_t decode_weight_bytes = 0;  // weight bytes one decode step must read (every matrix but the embedding table)
   std::vector<int32_t> eos_token_ids;
   std::vector<std::string> details;  // extra "key: value" lines for `hyrax info`
 };

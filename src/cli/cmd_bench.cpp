@@ -1,0 +1,159 @@
+// hyrax bench: whole-model prefill and decode speed, with decode measured against the memory-bandwidth roofline
+// (weights and recurrent state read once per step) that this machine's own measured bandwidth allows.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <numeric>
+#include <random>
+
+#include "cli/command.h"
+#include "cli/common.h"
+#include "core/check.h"
+#include "core/cpu_features.h"
+#include "core/thread_pool.h"
+
+namespace hyrax::cli {
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+double seconds_since(clock_type::time_point t0) {
+  return std::chrono::duration<double>(clock_type::now() - t0).count();
+}
+
+/// Host memory read bandwidth, all threads, best of several passes over a buffer far larger than the caches.
+double measure_host_read_bandwidth() {
+  const size_t bytes = size_t(1) << 30;
+  HostBuffer buf(bytes);
+  const size_t n = bytes / sizeof(uint64_t);
+  uint64_t* p = buf.as<uint64_t>();
+  parallel_for(int64_t(n), 1 << 16, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) p[i] = uint64_t(i) * 0x9E3779B97F4A7C15ull;
+  });
+  const int parts = thread_pool().size();
+  std::vector<uint64_t> sink(size_t(parts) * 8, 0);
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    const auto t0 = clock_type::now();
+    parallel_for(int64_t(n), int64_t(n) / parts, [&](int64_t b, int64_t e) {
+      // Eight independent xor chains vectorize and keep several loads in flight.
+      uint64_t acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      int64_t i = b;
+      for (; i + 8 <= e; i += 8)
+        for (int k = 0; k < 8; ++k) acc[k] ^= p[i + k];
+      for (; i < e; ++i) acc[0] ^= p[i];
+      const size_t slot = size_t(b / std::max<int64_t>(1, int64_t(n) / parts)) % size_t(parts);
+      for (int k = 0; k < 8; ++k) sink[slot * 8 + size_t(k)] ^= acc[k];
+    });
+    best = std::max(best, double(bytes) / seconds_since(t0));
+  }
+  volatile uint64_t keep = std::accumulate(sink.begin(), sink.end(), uint64_t(0), std::bit_xor<uint64_t>());
+  (void)keep;
+  return best;
+}
+
+struct Options {
+  ModelOptions model;
+  std::string config;
+  bool dummy = false;
+  int64_t prompt_len = 256, decode_steps = 16, batch = 1, chunk = 512;
+  uint64_t seed = 1;
+};
+
+void run(const Options& o) {
+  HYRAX_REQUIRE(o.dummy == !o.config.empty(), "use --config FILE together with --dummy-weights, or --model DIR");
+  auto backend = make_backend(o.model.device);
+  const auto t_load = clock_type::now();
+  auto model = o.dummy ? load_model_dummy(o.config, *backend, o.seed)
+                       : load_model(resolve_model_dir(o.model.model_dir), *backend);
+  const double load_s = seconds_since(t_load);
+  const ModelInfo info = model->info();
+  EngineConfig cfg;
+  cfg.max_seqs = o.batch;
+  cfg.max_seq_len = o.prompt_len + o.decode_steps + 1;
+  cfg.max_step_tokens = std::max(o.chunk, o.batch);
+  Engine engine(std::move(backend), std::move(model), cfg);
+  const StateSpec spec = engine.model().state_spec();
+
+  std::printf("hyrax bench: %s, %.3f B parameters, %.2f GB of weights (%s), device %s, %d threads, simd %s\n",
+              info.architecture.c_str(), double(info.n_params) / 1e9, double(info.weight_bytes) / 1e9,
+              o.dummy ? "dummy" : "checkpoint", o.model.device.c_str(), thread_pool().size(),
+              simd_level_name(simd_level()));
+  std::printf("load: %.2f s\n", load_s);
+
+  std::mt19937 rng(unsigned(o.seed));
+  std::uniform_int_distribution<int32_t> tok(0, int32_t(info.vocab_size - 1));
+  std::vector<std::vector<int32_t>> prompts(size_t(o.batch));
+  for (auto& p : prompts) {
+    p.resize(size_t(o.prompt_len));
+    for (auto& t : p) t = tok(rng);
+  }
+  std::vector<Sequence> seqs(size_t(o.batch));
+  for (auto& s : seqs) HYRAX_REQUIRE(engine.open(s), "no free slot");
+
+  // Prefill: each sequence's prompt in chunks.
+  const auto t_prefill = clock_type::now();
+  std::vector<int32_t> next(size_t(o.batch));
+  for (int64_t b = 0; b < o.batch; ++b) {
+    std::vector<float> logits;
+    for (int64_t i = 0; i < o.prompt_len; i += o.chunk) {
+      const int64_t n = std::min(o.chunk, o.prompt_len - i);
+      logits = engine.step({StepItem{&seqs[size_t(b)], prompts[size_t(b)].data() + i, n, false}});
+    }
+    next[size_t(b)] = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  }
+  const double prefill_s = seconds_since(t_prefill);
+  const double prefill_tok = double(o.prompt_len * o.batch);
+  const double flops_per_tok = 2.0 * double(info.n_params);
+  std::printf("prefill: %lld x %lld tokens in %.3f s = %.1f tok/s (~%.1f GFLOP/s of matmul)\n", (long long)o.batch,
+              (long long)o.prompt_len, prefill_s, prefill_tok / prefill_s, prefill_tok * flops_per_tok / prefill_s / 1e9);
+
+  // Decode: one token per sequence per step; the first step is a warm-up.
+  double decode_s = 0;
+  for (int64_t step = 0; step <= o.decode_steps; ++step) {
+    std::vector<StepItem> items;
+    for (int64_t b = 0; b < o.batch; ++b) items.push_back(StepItem{&seqs[size_t(b)], &next[size_t(b)], 1, false});
+    const auto t0 = clock_type::now();
+    auto logits = engine.step(items);
+    if (step > 0) decode_s += seconds_since(t0);
+    const int64_t V = info.vocab_size;
+    for (int64_t b = 0; b < o.batch; ++b)
+      next[size_t(b)] = int32_t(std::max_element(logits.begin() + b * V, logits.begin() + (b + 1) * V) -
+                                (logits.begin() + b * V));
+  }
+  const double step_s = decode_s / double(std::max<int64_t>(1, o.decode_steps));
+  const double state_bytes = 2.0 * double(spec.recurrent_bytes_per_seq()) * double(o.batch);
+  const double kv_bytes = double(spec.kv_bytes_per_token(engine.backend().kv_dtype())) *
+                          double(o.prompt_len + o.decode_steps / 2) * double(o.batch);
+  const double bytes = double(info.decode_weight_bytes) + state_bytes + kv_bytes;
+  std::printf("decode: batch %lld, %.2f ms/step = %.1f tok/s; reads %.3f GB/step (weights %.3f, state r+w %.3f, KV %.3f) = %.1f GB/s\n",
+              (long long)o.batch, step_s * 1e3, double(o.batch) / step_s, bytes / 1e9,
+              double(info.decode_weight_bytes) / 1e9, state_bytes / 1e9, kv_bytes / 1e9, bytes / step_s / 1e9);
+  if (o.model.device == "cpu") {
+    const double bw = measure_host_read_bandwidth();
+    std::printf("limit: measured host memory read bandwidth %.1f GB/s -> decode reaches %.0f%% of it "
+                "(roofline %.1f tok/s at batch %lld)\n",
+                bw / 1e9, 100.0 * bytes / step_s / bw, bw / bytes * double(o.batch), (long long)o.batch);
+  }
+  for (auto& s : seqs) engine.close(s);
+}
+
+const RegisterCommand reg{
+    {"bench", "Measure prefill and decode speed against the memory-bandwidth roofline",
+     [](CLI::App& app) {
+       auto o = std::make_shared<Options>();
+       add_model_options(app, o->model);
+       app.add_option("--config", o->config, "config.json of the architecture to build with --dummy-weights");
+       app.add_flag("--dummy-weights", o->dummy, "random weights at the config's shapes (no checkpoint needed)");
+       app.add_option("--prompt-len", o->prompt_len, "prompt tokens per sequence")->check(CLI::PositiveNumber);
+       app.add_option("--decode", o->decode_steps, "decode steps to time")->check(CLI::PositiveNumber);
+       app.add_option("--batch", o->batch, "sequences decoded together")->check(CLI::PositiveNumber);
+       app.add_option("--chunk", o->chunk, "prefill chunk in tokens")->check(CLI::PositiveNumber);
+       app.add_option("--seed", o->seed, "seed of the dummy weights and prompts");
+       app.callback([o] { run(*o); });
+     },
+     60}};
+
+}  // namespace
+}  // namespace hyrax::cli
