@@ -14,6 +14,7 @@ Note: transformers 5.17 reloads "rope_parameters": null as RoPE theta=10000 (Pre
 rope_theta); the NoPE references are therefore computed on the in-memory model that save_pretrained wrote, whose
 rotary embedding is None, which is what the checkpoint means.
 """
+import copy
 import json
 import os
 import shutil
@@ -83,7 +84,11 @@ def build(name, cfg_kw, opt, seed):
     model = OlmoHybridForCausalLM(config).eval()
     randomize_vectors(model, gen)
     if opt["dtype"] == "bf16":
-        model = model.to(torch.bfloat16)
+        # Round the parameters to bf16 values but keep float32 math and float32 buffers (RoPE's inv_freq), as
+        # from_pretrained(dtype=torch.float32) of a bf16 checkpoint does.
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(p.to(torch.bfloat16).float())
     return config, model
 
 
@@ -99,7 +104,8 @@ def greedy(model, prompt, n):
 
 
 def write(name, cfg_kw, opt, seed):
-    config, model = build(name, cfg_kw, opt, seed)
+    config, reference = build(name, cfg_kw, opt, seed)
+    model = copy.deepcopy(reference).to(torch.bfloat16) if opt["dtype"] == "bf16" else reference
     folder = os.path.join(OUT, name)
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder)
@@ -124,7 +130,6 @@ def write(name, cfg_kw, opt, seed):
         cj["rope_theta"] = opt["rope"]
         json.dump(cj, open(path, "w"), indent=2)
 
-    reference = model.float()
     gen = torch.Generator().manual_seed(seed + 1)
     T = opt["T"]
     ids = torch.randint(2, VOCAB, (T,), generator=gen).tolist()

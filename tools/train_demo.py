@@ -81,9 +81,31 @@ def perplexity(model, stream, seq, device):
     return math.exp(total / count)
 
 
+def record_greedy(model_dir, path):
+    """transformers' greedy continuations of PROMPTS on the saved folder, loaded with float32 math: what a
+    transformers user gets, and what hyrax's demo test compares against."""
+    tok = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
+    cfg = json.load(open(os.path.join(model_dir, "config.json")))
+    eos, pad = cfg["eos_token_id"], cfg["pad_token_id"]
+    reference = OlmoHybridForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    greedy = []
+    for prompt in PROMPTS:
+        ids = tok.encode(prompt).ids
+        out = reference.generate(torch.tensor([ids]), max_new_tokens=40, do_sample=False, eos_token_id=eos,
+                                 pad_token_id=pad, output_scores=True, return_dict_in_generate=True)
+        cont = out.sequences[0, len(ids):].tolist()
+        margins = [float(torch.topk(s[0].float(), 2).values.diff().abs()) for s in out.scores]
+        greedy.append({"prompt": prompt, "prompt_ids": ids, "continuation": cont, "min_margin": min(margins),
+                       "text": tok.decode(cont)})
+        print(f"{prompt!r} -> {tok.decode(cont)!r} (min margin {min(margins):.4f})")
+    json.dump({"model": os.path.basename(os.path.normpath(model_dir)), "transformers": transformers.__version__,
+               "torch": torch.__version__, "greedy": greedy}, open(path, "w"), indent=1)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--text", required=True)
+    ap.add_argument("--text")
+    ap.add_argument("--greedy-only", action="store_true", help="only record greedy continuations of --out")
     ap.add_argument("--out", required=True)
     ap.add_argument("--greedy", required=True, help="where to write transformers' greedy continuations")
     ap.add_argument("--vocab", type=int, default=4096)
@@ -95,6 +117,9 @@ def main():
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
+    if args.greedy_only:
+        record_greedy(args.out, args.greedy)
+        return
     t_start = time.time()
     torch.manual_seed(args.seed)
     random.seed(args.seed)
@@ -168,7 +193,10 @@ def main():
     train_seconds = time.time() - t_train
 
     # Save bf16 weights; everything below measures and records the saved model (float32 math on bf16 weights).
-    model = model.to(torch.bfloat16).float().eval()
+    with torch.no_grad():  # bf16-round the parameters (float32 buffers and math stay)
+        for p in model.parameters():
+            p.copy_(p.to(torch.bfloat16).float())
+    model.eval()
     ppl = perplexity(model, held_stream.to(args.device), args.seq, args.device)
     print(f"held-out perplexity {ppl:.2f} (per token, {len(held_stream)} tokens)")
     os.makedirs(args.out, exist_ok=True)
@@ -184,19 +212,7 @@ def main():
         if os.path.exists(p) and extra == "special_tokens_map.json":
             os.remove(p)
 
-    reference = model.float().cpu()
-    greedy = []
-    for prompt in PROMPTS:
-        ids = tok.encode(prompt).ids
-        out = reference.generate(torch.tensor([ids]), max_new_tokens=40, do_sample=False, eos_token_id=eos,
-                                 pad_token_id=pad, output_scores=True, return_dict_in_generate=True)
-        cont = out.sequences[0, len(ids):].tolist()
-        margins = [float(torch.topk(s[0].float(), 2).values.diff().abs()) for s in out.scores]
-        greedy.append({"prompt": prompt, "prompt_ids": ids, "continuation": cont, "min_margin": min(margins),
-                       "text": tok.decode(cont)})
-        print(f"{prompt!r} -> {tok.decode(cont)!r} (min margin {min(margins):.4f})")
-    json.dump({"model": os.path.basename(os.path.normpath(args.out)), "transformers": transformers.__version__,
-               "torch": torch.__version__, "greedy": greedy}, open(args.greedy, "w"), indent=1)
+    record_greedy(args.out, args.greedy)
 
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
     card = f"""# kjv-hybrid: hyrax's demo model
