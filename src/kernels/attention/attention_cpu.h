@@ -4,9 +4,9 @@
 // file) go in; everything else has internal linkage.
 //
 // Two paths, both float32 with exact (max-subtracted) softmax:
-//  - blocked (kBlockedMinRows rows or more): queries transposed to Qᵀ [D, m], then for each block of keys within one
-//    cache page: Sᵀ = K·Qᵀ [keys, m] (vectorized over queries), causal mask, online softmax (running max and sum per
-//    query, vectorized over queries), O = corr·O + Pᵀᵀ·V;
+//  - blocked (kBlockedMinRows rows or more): queries transposed to Qᵀ [D, m], then for each block of kKeys keys
+//    (read in place when it lies in one cache page, else gathered): Sᵀ = K·Qᵀ [keys, m] (vectorized over queries),
+//    causal mask, online softmax (running max and sum per query, vectorized over queries), O = corr·O + P·V;
 //  - per row (decode): scores q·k_j for every key, softmax, o = Σ_j p_j v_j.
 #pragma once
 
@@ -113,7 +113,7 @@ inline float dot(const float* a, const float* b, int64_t n) {
 /// Scratch layout of one task (offsets in floats).
 struct Layout {
   int64_t Dp, mp;                                   // D and kMaxRows rounded up to kLanes
-  int64_t QT, St, O, mrow, lrow, corr, Vb, q, score, total;
+  int64_t QT, St, O, mrow, lrow, corr, Kb, Vb, q, score, total;
   Layout(const P& p, int64_t max_keys) : Dp(round_up(p.kv.D, kLanes)), mp(round_up(kMaxRows, kLanes)) {
     const int64_t D = p.kv.D;
     int64_t at = 0;
@@ -128,7 +128,8 @@ struct Layout {
     mrow = take(mp);         // running max per query
     lrow = take(mp);         // running sum per query
     corr = take(mp);         // rescale of this block
-    Vb = take(kKeys * Dp);   // [keys, Dp]   values with zero columns past D (only when D % kLanes != 0)
+    Kb = take(kKeys * D);    // [keys, D]    keys gathered from several pages
+    Vb = take(kKeys * Dp);   // [keys, Dp]   values gathered, zero in columns past D
     q = take(Dp);            // per-row path: the scaled query
     score = take(max_keys);  // per-row path: scores, then probabilities
     total = at;
@@ -141,7 +142,7 @@ inline void blocked_rows(const P& p, const Layout& L, float* w, int64_t s, int64
   const int64_t D = kv.D, Dp = L.Dp, ldkv = kv.Hkv * D, hk = h / (p.Hq / kv.Hkv);
   const int64_t m = i1 - i0, mp = round_up(m, kLanes);
   const int64_t t0 = p.cu_seqlens[s] + i0, pos0 = p.start_pos[s] + i0, last = pos0 + m - 1;
-  float *QT = w + L.QT, *St = w + L.St, *O = w + L.O, *Vb = w + L.Vb;
+  float *QT = w + L.QT, *St = w + L.St, *O = w + L.O, *Kb = w + L.Kb, *Vb = w + L.Vb;
   float *mrow = w + L.mrow, *lrow = w + L.lrow, *corr = w + L.corr;
 
   for (int64_t d = 0; d < D; ++d) {
@@ -152,21 +153,23 @@ inline void blocked_rows(const P& p, const Layout& L, float* w, int64_t s, int64
   for (int64_t i = 0; i < mp; ++i) mrow[i] = -__builtin_inff(), lrow[i] = 0.0f;
 
   for (int64_t kb = 0; kb <= last;) {
-    const int64_t nk = min64(min64(kKeys, kv.block_size - kb % kv.block_size), last + 1 - kb);
-    const float* K = kv_row(kv, kv.k, s, kb, hk);  // nk rows, stride ldkv, all in one page
+    const int64_t nk = min64(kKeys, last + 1 - kb);
+    const float* K = kv_row(kv, kv.k, s, kb, hk);
     const float* V = kv_row(kv, kv.v, s, kb, hk);
-    int64_t ldv = ldkv;
-    if (Dp != D) {  // pad value rows to whole vectors
+    int64_t ldk = ldkv, ldv = ldkv;
+    if (kb % kv.block_size + nk > kv.block_size || Dp != D) {
+      // The block spans pages (or value rows need padding to whole vectors): gather it.
       for (int64_t j = 0; j < nk; ++j) {
-        for (int64_t d = 0; d < D; ++d) Vb[j * Dp + d] = V[j * ldkv + d];
+        const float* kr = kv_row(kv, kv.k, s, kb + j, hk);
+        const float* vr = kv_row(kv, kv.v, s, kb + j, hk);
+        for (int64_t d = 0; d < D; ++d) Kb[j * D + d] = kr[d], Vb[j * Dp + d] = vr[d];
         for (int64_t d = D; d < Dp; ++d) Vb[j * Dp + d] = 0.0f;
       }
-      V = Vb;
-      ldv = Dp;
+      K = Kb, V = Vb, ldk = D, ldv = Dp;
     }
 
     // Sᵀ = K·Qᵀ, then the causal mask: key kb + j is visible to query row i iff kb + j ≤ pos0 + i.
-    gemm(nk, mp, D, K, ldkv, 1, QT, mp, St, mp, false);
+    gemm(nk, mp, D, K, ldk, 1, QT, mp, St, mp, false);
     if (kb + nk - 1 > pos0) {
       for (int64_t j = 0; j < nk; ++j) {
         const simd::vi first_visible = simd::vi{} + int32_t(kb + j - pos0);

@@ -21,6 +21,9 @@ struct Conv1dParams {
 };
 
 /// y[t, c] = act(Σ_j w[c, j] · x[t - (W-1) + j, c]), inputs before the sequence's first token come from the state.
+/// Afterwards the state holds the last W-1 rows of [old state; x] (a sequence shorter than W-1 shifts the old rows
+/// forward). State slots must be distinct; other slots are never touched. A sequence split over calls gives bitwise
+/// the same outputs and state as one call.
 void conv1d_ref(const Conv1dParams& p);
 void conv1d(const Conv1dParams& p);
 

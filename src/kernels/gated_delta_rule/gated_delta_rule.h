@@ -35,9 +35,13 @@ struct GatedDeltaRuleParams {
 
 /// Plain reference: the recurrent form in float64, one thread.
 void gated_delta_rule_ref(const GatedDeltaRuleParams& p);
-/// Recurrent form (decode), float32, all cores.
+/// Recurrent form (decode), float32, all cores. A sequence split over several calls gives bitwise the same outputs
+/// and state as one call.
 void gated_delta_rule_recurrent(const GatedDeltaRuleParams& p);
-/// Chunked form (prefill), chunks of `chunk` tokens (64 by default), float32, all cores.
+/// Chunked form (prefill), chunks of `chunk` tokens (64 by default, any chunk >= 1), float32, all cores. A sequence
+/// split over calls at multiples of `chunk` gives bitwise the same outputs and state as one call.
 void gated_delta_rule_chunked(const GatedDeltaRuleParams& p, int chunk = 64);
+// All three: state slots must be distinct; slots not named in state_slots are never touched; a sequence's result
+// depends only on its own inputs and state, never on the other sequences of the call or on the thread count.
 
 }  // namespace hyrax::kernels

@@ -34,7 +34,7 @@ constexpr int kMR = 4, kNV = 4;  // 16 accumulators of 32 registers
 #else
 constexpr int kMR = 4, kNV = 2;  // 8 accumulators of 16 registers
 #endif
-static_assert(kLanes % kMR == 0, "a row tile must not straddle a kLanes-aligned column group (see lower_rows)");
+static_assert(kLanes % kMR == 0, "a row tile must lie in one kLanes group of P's zero-padded columns (Tri::LowerA)");
 
 constexpr int64_t kGroup = 32;  // tokens whose q, k, α, β the recurrent kernel prepares at once
 
@@ -323,63 +323,70 @@ inline void st(float* p, V v) {
   else simd::store(p, v);
 }
 
-/// ng tokens on the state columns [c, c + NV·width(V)): S points at column c of row 0 (row stride Dv), v and o at
-/// column c of the first token's value and output rows. Columns are independent, so a tile of the state stays in
-/// L1 across the tokens.
+/// ng tokens on the state columns [c, c + NV·width(V)): S points at column c of row 0 (row stride lds), v and o at
+/// column c of the first token's value and output rows. Columns are independent, so the tile of the state stays in
+/// cache across the tokens; for decode, a wide tile (a whole row) makes pass 1 stream the state from memory.
 template <class V, int NV>
 inline void recurrent_tile(int64_t ng, int64_t Dk, const float* Qn, const float* Kn, const float* alpha,
                            const float* beta, float* S, int64_t lds, const float* v, int64_t ldv, float* o,
                            int64_t ldo) {
   constexpr int64_t W = sizeof(V) / sizeof(float);
+  constexpr int R = NV < 8 ? 2 : 1;  // rows per step, so that there are at least 8 independent FMA chains
   for (int64_t i = 0; i < ng; ++i) {
     const float* q = Qn + i * Dk;
     const float* k = Kn + i * Dk;
-    // kv = Sᵀk, rows split even/odd for two independent accumulator chains.
-    V a0[NV], a1[NV];
+    // Pass 1: kv = Sᵀk.
+    V a[R][NV];
 #pragma GCC unroll 16
-    for (int j = 0; j < NV; ++j) a0[j] = V{}, a1[j] = V{};
+    for (int j = 0; j < NV; ++j)
+      for (int rr = 0; rr < R; ++rr) a[rr][j] = V{};
     int64_t r = 0;
-    for (; r + 1 < Dk; r += 2) {
+    for (; r + R <= Dk; r += R) {
 #pragma GCC unroll 16
-      for (int j = 0; j < NV; ++j) {
-        a0[j] += k[r] * ld<V>(S + r * lds + j * W);
-        a1[j] += k[r + 1] * ld<V>(S + (r + 1) * lds + j * W);
-      }
+      for (int j = 0; j < NV; ++j)
+        for (int rr = 0; rr < R; ++rr) a[rr][j] += k[r + rr] * ld<V>(S + (r + rr) * lds + j * W);
     }
-    if (r < Dk) {
+    for (; r < Dk; ++r) {
 #pragma GCC unroll 16
-      for (int j = 0; j < NV; ++j) a0[j] += k[r] * ld<V>(S + r * lds + j * W);
+      for (int j = 0; j < NV; ++j) a[0][j] += k[r] * ld<V>(S + r * lds + j * W);
     }
     V u[NV];
 #pragma GCC unroll 16
-    for (int j = 0; j < NV; ++j) u[j] = beta[i] * (ld<V>(v + i * ldv + j * W) - alpha[i] * (a0[j] + a1[j]));
-    // S = αS + k uᵀ and o = Sᵀq in the same pass.
+    for (int j = 0; j < NV; ++j) {
+      V kv = a[0][j];
+      for (int rr = 1; rr < R; ++rr) kv += a[rr][j];
+      u[j] = beta[i] * (ld<V>(v + i * ldv + j * W) - alpha[i] * kv);
+    }
+    // Pass 2: S = αS + k uᵀ and o = Sᵀq.
 #pragma GCC unroll 16
-    for (int j = 0; j < NV; ++j) a0[j] = V{}, a1[j] = V{};
-    for (r = 0; r + 1 < Dk; r += 2) {
+    for (int j = 0; j < NV; ++j)
+      for (int rr = 0; rr < R; ++rr) a[rr][j] = V{};
+    for (r = 0; r + R <= Dk; r += R) {
 #pragma GCC unroll 16
       for (int j = 0; j < NV; ++j) {
-        float* s0 = S + r * lds + j * W;
-        float* s1 = s0 + lds;
-        const V n0 = alpha[i] * ld<V>(s0) + k[r] * u[j];
-        const V n1 = alpha[i] * ld<V>(s1) + k[r + 1] * u[j];
-        st<V>(s0, n0);
-        st<V>(s1, n1);
-        a0[j] += q[r] * n0;
-        a1[j] += q[r + 1] * n1;
+        for (int rr = 0; rr < R; ++rr) {
+          float* sp = S + (r + rr) * lds + j * W;
+          const V sn = alpha[i] * ld<V>(sp) + k[r + rr] * u[j];
+          st<V>(sp, sn);
+          a[rr][j] += q[r + rr] * sn;
+        }
       }
     }
-    if (r < Dk) {
+    for (; r < Dk; ++r) {
 #pragma GCC unroll 16
       for (int j = 0; j < NV; ++j) {
-        float* s0 = S + r * lds + j * W;
-        const V n0 = alpha[i] * ld<V>(s0) + k[r] * u[j];
-        st<V>(s0, n0);
-        a0[j] += q[r] * n0;
+        float* sp = S + r * lds + j * W;
+        const V sn = alpha[i] * ld<V>(sp) + k[r] * u[j];
+        st<V>(sp, sn);
+        a[0][j] += q[r] * sn;
       }
     }
 #pragma GCC unroll 16
-    for (int j = 0; j < NV; ++j) st<V>(o + i * ldo + j * W, a0[j] + a1[j]);
+    for (int j = 0; j < NV; ++j) {
+      V oj = a[0][j];
+      for (int rr = 1; rr < R; ++rr) oj += a[rr][j];
+      st<V>(o + i * ldo + j * W, oj);
+    }
   }
 }
 
@@ -403,8 +410,14 @@ inline void recurrent_task(const P& p, int64_t s, int64_t h, float* w) {
     const float* v = p.v + t * p.ld_qkv + h * Dv;
     float* o = p.out + t * p.ld_out + h * Dv;
     int64_t c = 0;
-    for (; c + kNV * kLanes <= Dv; c += kNV * kLanes)
-      recurrent_tile<vf, kNV>(ng, Dk, Qn, Kn, alpha, beta, S + c, Dv, v + c, p.ld_qkv, o + c, p.ld_out);
+#if defined(__AVX512F__)
+    for (; c + 12 * kLanes <= Dv; c += 12 * kLanes)
+      recurrent_tile<vf, 12>(ng, Dk, Qn, Kn, alpha, beta, S + c, Dv, v + c, p.ld_qkv, o + c, p.ld_out);
+    for (; c + 8 * kLanes <= Dv; c += 8 * kLanes)
+      recurrent_tile<vf, 8>(ng, Dk, Qn, Kn, alpha, beta, S + c, Dv, v + c, p.ld_qkv, o + c, p.ld_out);
+#endif
+    for (; c + 4 * kLanes <= Dv; c += 4 * kLanes)
+      recurrent_tile<vf, 4>(ng, Dk, Qn, Kn, alpha, beta, S + c, Dv, v + c, p.ld_qkv, o + c, p.ld_out);
     for (; c + kLanes <= Dv; c += kLanes)
       recurrent_tile<vf, 1>(ng, Dk, Qn, Kn, alpha, beta, S + c, Dv, v + c, p.ld_qkv, o + c, p.ld_out);
     for (; c < Dv; ++c)
