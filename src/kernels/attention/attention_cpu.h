@@ -5,8 +5,8 @@
 //
 // Two paths, both float32 with exact (max-subtracted) softmax:
 //  - blocked (kBlockedMinRows rows or more): queries transposed to Qᵀ [D, m], then for each block of kKeys keys
-//    (read in place when it lies in one cache page, else gathered): Sᵀ = K·Qᵀ [keys, m] (vectorized over queries),
-//    causal mask, online softmax (running max and sum per query, vectorized over queries), O = corr·O + P·V;
+//    (rows read in place from their cache pages): Sᵀ = K·Qᵀ [keys, m] (vectorized over queries), causal mask,
+//    online softmax (running max and sum per query, vectorized over queries), O = corr·O + P·V;
 //  - per row (decode): scores q·k_j for every key, softmax, o = Σ_j p_j v_j.
 #pragma once
 
@@ -45,22 +45,48 @@ inline const float* kv_row(const PagedKv& kv, const float* pool, int64_t s, int6
   return pool + ((block * kv.block_size + pos % kv.block_size) * kv.Hkv + hk) * kv.D;
 }
 
-/// C[MR, NV·kLanes] = (accumulate ? C : 0) + A[MR, K]·B[K, NV·kLanes], where A(r, k) = A[r·ars + k·aks].
-template <int MR, int NV>
-inline void gemm_tile(int64_t K, const float* A, int64_t ars, int64_t aks, const float* B, int64_t ldb, float* C,
-                      int64_t ldc, bool accumulate) {
+// Operands of the small products, read in place: A by element (strided, or rows through pointers: cache pages),
+// B by row (strided, or through pointers).
+struct AStrided {
+  const float* p;
+  int64_t rs, ks;
+  float at(int64_t r, int64_t k) const { return p[r * rs + k * ks]; }
+  AStrided from_row(int64_t m0) const { return {p + m0 * rs, rs, ks}; }
+};
+struct ARows {
+  const float* const* rows;
+  float at(int64_t r, int64_t k) const { return rows[r][k]; }
+  ARows from_row(int64_t m0) const { return {rows + m0}; }
+};
+struct BStrided {
+  const float* p;
+  int64_t ld;
+  const float* row(int64_t k) const { return p + k * ld; }
+  BStrided from_col(int64_t n0) const { return {p + n0, ld}; }
+};
+struct BRows {
+  const float* const* rows;
+  int64_t col;
+  const float* row(int64_t k) const { return rows[k] + col; }
+  BRows from_col(int64_t n0) const { return {rows, col + n0}; }
+};
+
+/// C[MR, NV·kLanes] = (accumulate ? C : 0) + A[MR, K]·B[K, NV·kLanes].
+template <int MR, int NV, class TA, class TB>
+inline void gemm_tile(int64_t K, TA A, TB B, float* C, int64_t ldc, bool accumulate) {
   vf c[MR][NV];
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) c[r][v] = accumulate ? simd::load(C + r * ldc + v * kLanes) : vf{};
   for (int64_t k = 0; k < K; ++k) {
+    const float* brow = B.row(k);
     vf b[NV];
 #pragma GCC unroll 16
-    for (int v = 0; v < NV; ++v) b[v] = simd::load(B + k * ldb + v * kLanes);
+    for (int v = 0; v < NV; ++v) b[v] = simd::load(brow + v * kLanes);
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
-      const vf a = simd::splat(A[r * ars + k * aks]);
+      const vf a = simd::splat(A.at(r, k));
 #pragma GCC unroll 16
       for (int v = 0; v < NV; ++v) c[r][v] += a * b[v];
     }
@@ -72,20 +98,21 @@ inline void gemm_tile(int64_t K, const float* A, int64_t ars, int64_t aks, const
 }
 
 /// C[M, N] = (accumulate ? C : 0) + A[M, K]·B[K, N]; N a multiple of kLanes.
-inline void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t ars, int64_t aks, const float* B,
-                 int64_t ldb, float* C, int64_t ldc, bool accumulate) {
+template <class TA, class TB>
+inline void gemm(int64_t M, int64_t N, int64_t K, TA A, TB B, float* C, int64_t ldc, bool accumulate) {
   for (int64_t n0 = 0; n0 < N;) {
     const bool wide = N - n0 >= kNV * kLanes;
+    const TB b = B.from_col(n0);
     for (int64_t m0 = 0; m0 < M;) {
       const int64_t mr = M - m0 >= kMR ? kMR : 1;
-      const float* a = A + m0 * ars;
+      const TA a = A.from_row(m0);
       float* c = C + m0 * ldc + n0;
       if (mr == kMR) {
-        if (wide) gemm_tile<kMR, kNV>(K, a, ars, aks, B + n0, ldb, c, ldc, accumulate);
-        else gemm_tile<kMR, 1>(K, a, ars, aks, B + n0, ldb, c, ldc, accumulate);
+        if (wide) gemm_tile<kMR, kNV>(K, a, b, c, ldc, accumulate);
+        else gemm_tile<kMR, 1>(K, a, b, c, ldc, accumulate);
       } else {
-        if (wide) gemm_tile<1, kNV>(K, a, ars, aks, B + n0, ldb, c, ldc, accumulate);
-        else gemm_tile<1, 1>(K, a, ars, aks, B + n0, ldb, c, ldc, accumulate);
+        if (wide) gemm_tile<1, kNV>(K, a, b, c, ldc, accumulate);
+        else gemm_tile<1, 1>(K, a, b, c, ldc, accumulate);
       }
       m0 += mr;
     }
@@ -110,10 +137,17 @@ inline float dot(const float* a, const float* b, int64_t n) {
   return s;
 }
 
+/// Asks for the cache lines of [p, p + n floats) ahead of use.
+inline void prefetch(const float* p, int64_t n) {
+  const char* c = reinterpret_cast<const char*>(p);
+  const char* end = c + n * int64_t(sizeof(float));
+  for (c -= reinterpret_cast<uintptr_t>(c) % 64; c < end; c += 64) __builtin_prefetch(c, 0, 3);
+}
+
 /// Scratch layout of one task (offsets in floats).
 struct Layout {
   int64_t Dp, mp;                                   // D and kMaxRows rounded up to kLanes
-  int64_t QT, St, O, mrow, lrow, corr, Kb, Vb, q, score, total;
+  int64_t QT, St, O, mrow, lrow, corr, Vb, q, score, total;
   Layout(const P& p, int64_t max_keys) : Dp(round_up(p.kv.D, kLanes)), mp(round_up(kMaxRows, kLanes)) {
     const int64_t D = p.kv.D;
     int64_t at = 0;
@@ -128,8 +162,7 @@ struct Layout {
     mrow = take(mp);         // running max per query
     lrow = take(mp);         // running sum per query
     corr = take(mp);         // rescale of this block
-    Kb = take(kKeys * D);    // [keys, D]    keys gathered from several pages
-    Vb = take(kKeys * Dp);   // [keys, Dp]   values gathered, zero in columns past D
+    Vb = take(kKeys * Dp);   // [keys, Dp]   values with zero columns past D (only when D % kLanes != 0)
     q = take(Dp);            // per-row path: the scaled query
     score = take(max_keys);  // per-row path: scores, then probabilities
     total = at;
@@ -142,7 +175,18 @@ inline void blocked_rows(const P& p, const Layout& L, float* w, int64_t s, int64
   const int64_t D = kv.D, Dp = L.Dp, ldkv = kv.Hkv * D, hk = h / (p.Hq / kv.Hkv);
   const int64_t m = i1 - i0, mp = round_up(m, kLanes);
   const int64_t t0 = p.cu_seqlens[s] + i0, pos0 = p.start_pos[s] + i0, last = pos0 + m - 1;
-  float *QT = w + L.QT, *St = w + L.St, *O = w + L.O, *Kb = w + L.Kb, *Vb = w + L.Vb;
+  float *QT = w + L.QT, *St = w + L.St, *O = w + L.O, *Vb = w + L.Vb;
+  // The key and value rows of this block and the next, wherever their pages are.
+  const float* rows[2][2][kKeys];
+  auto find_rows = [&](int64_t kb, int64_t nk, const float** krow, const float** vrow) {
+    for (int64_t j = 0; j < nk;) {  // page by page
+      const int64_t run = min64(kv.block_size - (kb + j) % kv.block_size, nk - j);
+      const float* K = kv_row(kv, kv.k, s, kb + j, hk);
+      const float* V = kv_row(kv, kv.v, s, kb + j, hk);
+      for (int64_t r = 0; r < run; ++r) krow[j + r] = K + r * ldkv, vrow[j + r] = V + r * ldkv;
+      j += run;
+    }
+  };
   float *mrow = w + L.mrow, *lrow = w + L.lrow, *corr = w + L.corr;
 
   for (int64_t d = 0; d < D; ++d) {
@@ -152,24 +196,26 @@ inline void blocked_rows(const P& p, const Layout& L, float* w, int64_t s, int64
   for (int64_t i = 0; i < m * Dp; ++i) O[i] = 0.0f;
   for (int64_t i = 0; i < mp; ++i) mrow[i] = -__builtin_inff(), lrow[i] = 0.0f;
 
-  for (int64_t kb = 0; kb <= last;) {
+  find_rows(0, min64(kKeys, last + 1), rows[0][0], rows[0][1]);
+  for (int64_t kb = 0, cur = 0; kb <= last; cur ^= 1) {
     const int64_t nk = min64(kKeys, last + 1 - kb);
-    const float* K = kv_row(kv, kv.k, s, kb, hk);
-    const float* V = kv_row(kv, kv.v, s, kb, hk);
-    int64_t ldk = ldkv, ldv = ldkv;
-    if (kb % kv.block_size + nk > kv.block_size || Dp != D) {
-      // The block spans pages (or value rows need padding to whole vectors): gather it.
+    const float** krow = rows[cur][0];
+    const float** vrow = rows[cur][1];
+    if (kb + nk <= last) {  // the next block's rows, on their way to cache while this block computes
+      const int64_t nk_next = min64(kKeys, last + 1 - kb - nk);
+      find_rows(kb + nk, nk_next, rows[cur ^ 1][0], rows[cur ^ 1][1]);
+      for (int64_t j = 0; j < nk_next; ++j) prefetch(rows[cur ^ 1][0][j], D), prefetch(rows[cur ^ 1][1][j], D);
+    }
+    if (Dp != D) {  // value rows padded to whole vectors
       for (int64_t j = 0; j < nk; ++j) {
-        const float* kr = kv_row(kv, kv.k, s, kb + j, hk);
-        const float* vr = kv_row(kv, kv.v, s, kb + j, hk);
-        for (int64_t d = 0; d < D; ++d) Kb[j * D + d] = kr[d], Vb[j * Dp + d] = vr[d];
+        for (int64_t d = 0; d < D; ++d) Vb[j * Dp + d] = vrow[j][d];
         for (int64_t d = D; d < Dp; ++d) Vb[j * Dp + d] = 0.0f;
+        vrow[j] = Vb + j * Dp;
       }
-      K = Kb, V = Vb, ldk = D, ldv = Dp;
     }
 
     // Sᵀ = K·Qᵀ, then the causal mask: key kb + j is visible to query row i iff kb + j ≤ pos0 + i.
-    gemm(nk, mp, D, K, ldk, 1, QT, mp, St, mp, false);
+    gemm(nk, mp, D, ARows{krow}, BStrided{QT, mp}, St, mp, false);
     if (kb + nk - 1 > pos0) {
       for (int64_t j = 0; j < nk; ++j) {
         const simd::vi first_visible = simd::vi{} + int32_t(kb + j - pos0);
@@ -205,7 +251,7 @@ inline void blocked_rows(const P& p, const Layout& L, float* w, int64_t s, int64
       }
     }
     // O += P·V with P(i, j) = Sᵀ[j, i].
-    gemm(m, Dp, nk, St, 1, mp, V, ldv, O, Dp, true);
+    gemm(m, Dp, nk, AStrided{St, 1, mp}, BRows{vrow, 0}, O, Dp, true);
     kb += nk;
   }
 
@@ -214,13 +260,6 @@ inline void blocked_rows(const P& p, const Layout& L, float* w, int64_t s, int64
     float* o = p.out + (t0 + i) * p.ldo + h * D;
     for (int64_t d = 0; d < D; ++d) o[d] = O[i * Dp + d] * inv;
   }
-}
-
-/// Asks for the cache lines of [p, p + n floats) ahead of use.
-inline void prefetch(const float* p, int64_t n) {
-  const char* c = reinterpret_cast<const char*>(p);
-  const char* end = c + n * int64_t(sizeof(float));
-  for (c -= reinterpret_cast<uintptr_t>(c) % 64; c < end; c += 64) __builtin_prefetch(c, 0, 3);
 }
 
 constexpr int64_t kAhead = 8;  // rows prefetched ahead when streaming a sequence's keys or values
