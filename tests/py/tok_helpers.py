@@ -52,7 +52,7 @@ def kjv_text() -> str:
 
 
 def _save(tok, path):
-    tmp = path + ".tmp"
+    tmp = f"{path}.{os.getpid()}.tmp"  # tests run in parallel: each writer its own file, then an atomic rename
     tok.save(tmp)
     os.replace(tmp, path)
     return path
@@ -104,16 +104,16 @@ def behaviours_tokenizer() -> str:
         {"type": "Split", "pattern": {"Regex": r"[.,;:]"}, "behavior": "Contiguous", "invert": False},
         {"type": "Split", "pattern": {"Regex": r"x*"}, "behavior": "Isolated", "invert": False},
         {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}]}
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
         json.dump(j, f, ensure_ascii=False)
-    os.replace(path + ".tmp", path)
+    os.replace(tmp, path)
     return path
 
 
 def tiktoken_ranks(tokenizer_json: str, out_path: str) -> dict:
     """Writes a .tiktoken rank file with the byte-level vocabulary of tokenizer_json (rank = id) and returns the
     ranks as {bytes: rank}, as tiktoken.Encoding takes them."""
-    from tokenizers import Tokenizer, pre_tokenizers  # noqa: F401
     with open(tokenizer_json, encoding="utf-8") as f:
         j = json.load(f)
     byte_of = {}
@@ -129,9 +129,11 @@ def tiktoken_ranks(tokenizer_json: str, out_path: str) -> dict:
     ranks = {}
     for s, i in j["model"]["vocab"].items():
         ranks[bytes(char_to_byte[c] for c in s)] = i
-    with open(out_path, "w", encoding="ascii") as f:
+    tmp = f"{out_path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="ascii") as f:
         for b, i in sorted(ranks.items(), key=lambda kv: kv[1]):
             f.write(base64.b64encode(b).decode() + " " + str(i) + "\n")
+    os.replace(tmp, out_path)
     return ranks
 
 

@@ -25,7 +25,7 @@ def extract(out_path: str) -> str:
     if len(text) < 4_000_000 or not text.rstrip().endswith(b"Amen."):
         raise RuntimeError(f"`bible` printed {len(text)} bytes, not the whole KJV text")
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    tmp = out_path + ".tmp"
+    tmp = f"{out_path}.{os.getpid()}.tmp"
     with open(tmp, "wb") as f:
         f.write(text)
     os.replace(tmp, out_path)
