@@ -47,13 +47,6 @@ inline float hsum(vf v) {
   }
   return v[0];
 }
-inline float hmax(vf v) {
-  float t[kLanes];
-  store(t, v);
-  float m = t[0];
-  for (int i = 1; i < kLanes; ++i) m = t[i] > m ? t[i] : m;
-  return m;
-}
 
 /// e^x lane-wise (Cephes expf: range reduction by ln 2 and a degree-5 polynomial, ≈1 ulp). Returns 0 below
 /// -87.33 (where e^x leaves the normal range), saturates at e^88 above 88, keeps NaN.

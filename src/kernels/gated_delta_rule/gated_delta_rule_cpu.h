@@ -324,8 +324,9 @@ inline void st(float* p, V v) {
 }
 
 /// ng tokens on the state columns [c, c + NV·width(V)): S points at column c of row 0 (row stride lds), v and o at
-/// column c of the first token's value and output rows. Columns are independent, so the tile of the state stays in
-/// cache across the tokens; for decode, a wide tile (a whole row) makes pass 1 stream the state from memory.
+/// column c of the first token's value and output rows. Columns are independent, so a tile of the state (Dk rows of
+/// 4 vectors: 24 KiB at Dk = 96 with AVX-512) stays in L1 from pass 1 to pass 2 and across the tokens. The tile
+/// widths depend only on Dv and the ISA, so the arithmetic of a column never depends on how tokens are split.
 template <class V, int NV>
 inline void recurrent_tile(int64_t ng, int64_t Dk, const float* Qn, const float* Kn, const float* alpha,
                            const float* beta, float* S, int64_t lds, const float* v, int64_t ldv, float* o,
@@ -410,12 +411,6 @@ inline void recurrent_task(const P& p, int64_t s, int64_t h, float* w) {
     const float* v = p.v + t * p.ld_qkv + h * Dv;
     float* o = p.out + t * p.ld_out + h * Dv;
     int64_t c = 0;
-#if defined(__AVX512F__)
-    for (; c + 12 * kLanes <= Dv; c += 12 * kLanes)
-      recurrent_tile<vf, 12>(ng, Dk, Qn, Kn, alpha, beta, S + c, Dv, v + c, p.ld_qkv, o + c, p.ld_out);
-    for (; c + 8 * kLanes <= Dv; c += 8 * kLanes)
-      recurrent_tile<vf, 8>(ng, Dk, Qn, Kn, alpha, beta, S + c, Dv, v + c, p.ld_qkv, o + c, p.ld_out);
-#endif
     for (; c + 4 * kLanes <= Dv; c += 4 * kLanes)
       recurrent_tile<vf, 4>(ng, Dk, Qn, Kn, alpha, beta, S + c, Dv, v + c, p.ld_qkv, o + c, p.ld_out);
     for (; c + kLanes <= Dv; c += kLanes)

@@ -35,7 +35,8 @@ void check_gated_delta_rule(const GatedDeltaRuleParams& p) {
 void gated_delta_rule_ref(const GatedDeltaRuleParams& p) {
   detail::check_gated_delta_rule(p);
   const int64_t Dk = p.Dk, Dv = p.Dv, group = p.Hv / p.Hk;
-  std::vector<double> S(size_t(Dk * Dv)), q(static_cast<size_t>(Dk)), k(static_cast<size_t>(Dk)), u(static_cast<size_t>(Dv));
+  const size_t nk = static_cast<size_t>(Dk), nv = static_cast<size_t>(Dv);
+  std::vector<double> S(nk * nv), q(nk), k(nk), u(nv);
   for (int64_t s = 0; s < p.n_seqs; ++s) {
     for (int64_t h = 0; h < p.Hv; ++h) {
       const int64_t hk = h / group;
