@@ -59,7 +59,8 @@ std::pair<int32_t, size_t> AddedVocabulary::Trie::longest_at(std::string_view te
   return {best, best_end};
 }
 
-AddedVocabulary::AddedVocabulary(std::vector<AddedToken> tokens) : tokens_(std::move(tokens)) {
+AddedVocabulary::AddedVocabulary(std::vector<AddedToken> tokens, Normalizer normalizer)
+    : tokens_(std::move(tokens)), normalizer_(normalizer) {
   for (size_t i = 0; i < tokens_.size(); ++i) {
     const AddedToken& t = tokens_[i];
     if (t.content.empty()) continue;  // HF ignores empty added tokens
@@ -68,7 +69,12 @@ AddedVocabulary::AddedVocabulary(std::vector<AddedToken> tokens) : tokens_(std::
     by_id_[t.id] = int32_t(i);
   }
   for (auto& [content, index] : by_content_) {
-    (tokens_[index].normalized ? normalized_ : raw_).add(content, index);
+    if (!tokens_[index].normalized) {
+      raw_.add(content, index);
+    } else {
+      std::string matched = normalizer_ ? normalizer_(content) : content;
+      if (!matched.empty()) normalized_.add(matched, index);
+    }
   }
 }
 
@@ -134,17 +140,18 @@ void AddedVocabulary::find_matches(std::string_view text, const Trie& trie, bool
 
 void AddedVocabulary::split(std::string_view text, bool allow_special,
                             const std::function<void(std::string_view, int32_t)>& on_piece) const {
-  if (tokens_.empty()) {
-    if (!text.empty()) on_piece(text, -1);
-    return;
-  }
   std::vector<Piece> first, second;
   find_matches(text, raw_, allow_special, first);
+  std::string normalized;
   for (const Piece& p : first) {
     std::string_view piece = text.substr(p.start, p.end - p.start);
     if (p.id >= 0) {
       on_piece(piece, p.id);
       continue;
+    }
+    if (normalizer_) {
+      normalized = normalizer_(piece);
+      piece = normalized;
     }
     find_matches(piece, normalized_, allow_special, second);
     for (const Piece& q : second) {

@@ -24,11 +24,16 @@ struct AddedToken {
 
 class AddedVocabulary {
  public:
+  /// The tokenizer's normalizer (nullptr: none); `normalized` tokens match their normalized content.
+  using Normalizer = std::string (*)(std::string_view);
+
   AddedVocabulary() = default;
-  explicit AddedVocabulary(std::vector<AddedToken> tokens);
+  explicit AddedVocabulary(std::vector<AddedToken> tokens, Normalizer normalizer = nullptr);
 
   /// Splits `text` (well-formed UTF-8) into pieces: on_piece(piece, id) with id >= 0 for an added token, -1 for
-  /// plain text to pre-tokenize. allow_special=false leaves special tokens in the text (HF's encode_special_tokens).
+  /// plain text to pre-tokenize. Text outside the first pass's tokens is normalized before the second pass, as HF
+  /// does, so plain pieces arrive normalized. allow_special=false leaves special tokens in the text (HF's
+  /// encode_special_tokens).
   void split(std::string_view text, bool allow_special,
              const std::function<void(std::string_view, int32_t)>& on_piece) const;
 
@@ -63,6 +68,7 @@ class AddedVocabulary {
   std::unordered_map<std::string, int32_t> by_content_;  // content -> index
   std::unordered_map<int32_t, int32_t> by_id_;            // id -> index
   Trie raw_, normalized_;
+  Normalizer normalizer_ = nullptr;
 };
 
 }  // namespace hyrax::tok

@@ -3,6 +3,7 @@
 
 #include "core/check.h"
 #include "tokenizer/bpe.h"
+#include "tokenizer/normalizer.h"
 #include "tokenizer/byte_level.h"
 #include "tokenizer/pre_tokenizer.h"
 #include "tokenizer/unicode.h"
@@ -23,10 +24,6 @@ void Tokenizer::encode_into(std::string_view text, std::vector<int32_t>& out, bo
   if (!unicode::is_valid_utf8(text)) {
     repaired = unicode::to_valid_utf8(text);
     text = repaired;
-  }
-  if (added_.empty()) {
-    encode_plain(text, out);
-    return;
   }
   added_.split(text, allow_special, [&](std::string_view piece, int32_t id) {
     if (id >= 0)

@@ -9,6 +9,7 @@
 #include "core/check.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/byte_level.h"
+#include "tokenizer/normalizer.h"
 #include "tokenizer/pre_tokenizer.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/unicode.h"
@@ -35,11 +36,17 @@ json parse_json_or_fail(std::string_view text, const std::string& source) {
   }
 }
 
-void require_supported_normalizer(const json& n, const std::string& source) {
-  if (n.is_null()) return;
+// The normalizer: none, or NFC (alone or as the only member of a Sequence). Returns true for NFC.
+bool parse_normalizer(const json& n, const std::string& source) {
+  if (n.is_null()) return false;
   std::string type = n.value("type", "");
-  if (type == "Sequence" && n.value("normalizers", json::array()).empty()) return;
-  fail(source, ": normalizer \"", type, "\" is not supported (hyrax supports byte-level BPE without a normalizer)");
+  if (type == "NFC") return true;
+  if (type == "Sequence") {
+    const json& list = n.value("normalizers", json::array());
+    if (list.empty()) return false;
+    if (list.size() == 1) return parse_normalizer(list[0], source);
+  }
+  fail(source, ": normalizer \"", type, "\" is not supported (hyrax supports none or NFC)");
 }
 
 void require_byte_level_decoder(const json& d, const std::string& source) {
@@ -80,7 +87,7 @@ Tokenizer Tokenizer::parse_json(std::string_view json_text, const std::string& s
   const json& model = j["model"];
   std::string type = model.value("type", "BPE");
   HYRAX_REQUIRE(type == "BPE", source, ": model type \"", type, "\" is not supported (hyrax supports BPE)");
-  require_supported_normalizer(j.value("normalizer", json()), source);
+  bool nfc = parse_normalizer(j.value("normalizer", json()), source);
   require_byte_level_decoder(j.value("decoder", json()), source);
   HYRAX_REQUIRE(!model.value("byte_fallback", false), source, ": model.byte_fallback is not supported");
   HYRAX_REQUIRE(model.value("dropout", json()).is_null() || model["dropout"].get<double>() == 0.0, source,
@@ -174,14 +181,16 @@ Tokenizer Tokenizer::parse_json(std::string_view json_text, const std::string& s
   t.bpe_ = std::make_unique<tok::BpeModel>(tok::BpeModel::from_merges(
       std::move(bpe_tokens), merges, byte_ids, model.value("ignore_merges", false), unk, model.value("fuse_unk", false)));
 
-  // Added tokens decode through the ByteLevel decoder like any token.
+  // Added tokens decode through the ByteLevel decoder like any token (normalized ones in their normalized form,
+  // as HF's decode uses it).
   for (const auto& a : added) {
     t.vocab_strings_[a.id] = a.content;
     t.present_[a.id] = 1;
-    std::optional<std::string> bytes = tok::byte_level::decode_token(a.content);
-    t.decode_bytes_[a.id] = bytes ? *bytes : a.content;
+    std::string shown = nfc && a.normalized ? tok::nfc(a.content) : a.content;
+    std::optional<std::string> bytes = tok::byte_level::decode_token(shown);
+    t.decode_bytes_[a.id] = bytes ? *bytes : shown;
   }
-  t.added_ = tok::AddedVocabulary(std::move(added));
+  t.added_ = tok::AddedVocabulary(std::move(added), nfc ? &tok::nfc : nullptr);
 
   // Post-processor: only what encode_with_special_tokens needs.
   const json& pp = j.value("post_processor", json());

@@ -184,6 +184,14 @@ class KjvSplitBehaviours(TokenizerExactness, unittest.TestCase):
         return th.behaviours_tokenizer()
 
 
+class KjvNfcQwenStyle(TokenizerExactness, unittest.TestCase):
+    """An NFC normalizer and Qwen2's regex (single digits), as Qwen2 / Qwen3 tokenizers have them."""
+
+    @staticmethod
+    def path():
+        return th.nfc_tokenizer()
+
+
 class TiktokenRanks(unittest.TestCase):
     """.tiktoken rank files derived from byte-level tokenizer.json files, against the tiktoken package."""
 

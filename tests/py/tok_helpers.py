@@ -111,6 +111,32 @@ def behaviours_tokenizer() -> str:
     return path
 
 
+QWEN2 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"
+         r"|\s+(?!\S)|\s+")
+
+
+def nfc_tokenizer() -> str:
+    """The cl100k-trained vocabulary as Qwen2/Qwen3 tokenizers are set up: an NFC normalizer, Qwen's regex (single
+    digits) with Isolated, ByteLevel; plus a normalized added token whose content is not in NFC."""
+    path = os.path.join(CACHE_DIR, "kjv-nfc.json")
+    if os.path.exists(path):
+        return path
+    with open(trained_tokenizer("cl100k"), encoding="utf-8") as f:
+        j = json.load(f)
+    j["normalizer"] = {"type": "NFC"}
+    j["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": QWEN2}, "behavior": "Isolated", "invert": False},
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}]}
+    next_id = max(a["id"] for a in j["added_tokens"]) + 1
+    j["added_tokens"].append({"id": next_id, "content": "Ame\u0301n", "single_word": False, "lstrip": False,
+                              "rstrip": False, "normalized": True, "special": False})
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(j, f, ensure_ascii=False)
+    os.replace(tmp, path)
+    return path
+
+
 def tiktoken_ranks(tokenizer_json: str, out_path: str) -> dict:
     """Writes a .tiktoken rank file with the byte-level vocabulary of tokenizer_json (rank = id) and returns the
     ranks as {bytes: rank}, as tiktoken.Encoding takes them."""
@@ -155,7 +181,8 @@ def _pieces():
               "\u202f", "\u205f", " \u00a0 ", "\t\n\t", "\u00a0\u00a0"]
     emoji = ["👍", "👍🏽", "👨‍👩‍👧‍👦", "🏳️‍🌈", "❤️", "🇺🇸", "1️⃣", "🧑🏿‍🚀", "😀😃😄", "🀄", "☕", "✌🏻"]
     marks = ["e\u0301", "\u0301", "a\u0308\u0323", "Z\u0335\u0321\u0328a\u0336l\u0337g\u0338o", "\u20dd",
-             "क्षि", "\u0e31", "\u093f", "\u0488", "n\u0303o\u0303"]
+             "क्षि", "\u0e31", "\u093f", "\u0488", "n\u0303o\u0303", "A\u030a", "\u212b", "\u2126", "\u0387",
+             "\u1100\u1161\u11a8", "\uac00\u11a8", "q\u0307\u0323", "\u0958", "\u1e0a\u0323", "Ame\u0301n"]
     punct = ["!", "?!", "...", "—", "–", "-", "_", "__init__", "‿", "«»", "“quoted”", "(", ")", "[]", "{}", "#", "@",
              "$", "€", "£", "%", "^", "&", "*", "+", "=", "<", ">", "/", "\\", "|", "~", "`", "©", "®", "™", "∑",
              "∞", "≠", "→", "·", "•", "§", "¶", "¿", "¡", "\u00ad", "\ufeff", "\u200d", "\u200c", "\u200e",

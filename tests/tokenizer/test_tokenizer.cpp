@@ -12,6 +12,7 @@
 #include "tokenizer/bpe.h"
 #include "tokenizer/byte_level.h"
 #include "tokenizer/chat_template.h"
+#include "tokenizer/normalizer.h"
 #include "tokenizer/split_regex.h"
 #include "tokenizer/stream_decoder.h"
 #include "tokenizer/tokenizer.h"
@@ -100,6 +101,19 @@ TEST(Unicode, ClassesProbedFromHf) {
   EXPECT_FALSE(flags(0x200B) & kSpace);   // ZWSP is not
   EXPECT_TRUE(flags('_') & kWord);
   EXPECT_TRUE(matches_letter_ci(0x017F, 's'));  // ſ
+}
+
+TEST(Normalizer, Nfc) {
+  using hyrax::tok::nfc;
+  EXPECT_EQ(nfc("plain ascii"), "plain ascii");
+  EXPECT_EQ(nfc("e\u0301"), "\u00e9");                      // compose
+  EXPECT_EQ(nfc("\u212b"), "\u00c5");                       // singleton: ANGSTROM SIGN -> A with ring
+  EXPECT_EQ(nfc("q\u0307\u0323"), "q\u0323\u0307");          // reorder by combining class, nothing composes
+  EXPECT_EQ(nfc("\u1e0a\u0323"), "\u1e0c\u0307");            // D-dot-above + dot-below -> D-dot-below + dot-above
+  EXPECT_EQ(nfc("\u1100\u1161\u11a8"), "\uac01");            // Hangul L V T
+  EXPECT_EQ(nfc("\u0958"), "\u0915\u093c");                  // composition exclusion stays decomposed
+  EXPECT_TRUE(hyrax::tok::nfc_quick_check("hello world"));
+  EXPECT_FALSE(hyrax::tok::nfc_quick_check("e\u0301"));
 }
 
 TEST(Bpe, MergesAndSpecialTokens) {
