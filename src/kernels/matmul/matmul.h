@@ -24,6 +24,10 @@ struct MatmulParams {
 /// Plain reference: float64 accumulation, one thread.
 void matmul_ref(const MatmulParams& p);
 /// Fast CPU version: all cores, SIMD chosen at run time.
+/// Columns of y are split over hyrax::thread_pool(); the widest build simd_level() allows runs (AVX-512, AVX2, else
+/// portable C++). Weights are read where they lie: decode streams them, prefill converts cache-sized panels, never
+/// the whole matrix. Results differ between SIMD levels, never between batch sizes or thread counts. Throws
+/// hyrax::Error for negative sizes or row strides shorter than the rows.
 void matmul(const MatmulParams& p);
 
 }  // namespace hyrax::kernels
