@@ -57,6 +57,13 @@ class TokenizerExactness:
         bad, msg = first_mismatches(texts, self.hf_encode(texts, allow_special=False), got)
         self.assertEqual(len(bad), 0, msg)
 
+    def test_add_special_tokens(self):
+        texts = th.stress_strings()[:300]
+        expected = [e.ids for e in self.hf.encode_batch(texts, add_special_tokens=True)]
+        bad, msg = first_mismatches(texts, expected,
+                                    th.hyrax_encode_batch(self.args, texts, ["--add-special-tokens"]))
+        self.assertEqual(len(bad), 0, msg)
+
     def test_kjv(self):
         text = th.kjv_text()
         expected = self.hf.encode(text, add_special_tokens=False).ids

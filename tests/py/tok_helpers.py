@@ -87,6 +87,12 @@ def trained_tokenizer(kind: str) -> str:
         tok.add_tokens([AddedToken(c, special=s, normalized=False) for c, s in DOLMA2_ADDED])
     elif kind == "o200k":
         tok.add_tokens([AddedToken(**a) for a in FLAGGED_ADDED])
+    else:  # a BOS through the post-processor, as Llama 3's tokenizer.json has it
+        from tokenizers import processors
+        tok.add_special_tokens(["<|begin_of_text|>"])
+        bos = tok.token_to_id("<|begin_of_text|>")
+        tok.post_processor = processors.TemplateProcessing(
+            single="<|begin_of_text|> $A", pair="<|begin_of_text|> $A $B", special_tokens=[("<|begin_of_text|>", bos)])
     return _save(tok, path)
 
 

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <thread>
 
 #include "core/check.h"
 #include "tokenizer/bpe.h"
@@ -192,6 +193,29 @@ TEST(Bpe, LongPiecesRoundTrip) {
 TEST(Bpe, InvalidUtf8IsRepairedFirst) {
   Tokenizer t = tiny();
   EXPECT_EQ(t.encode("a\xFF" "b"), t.encode("a\xEF\xBF\xBD" "b"));
+}
+
+TEST(Bpe, ConcurrentEncodesAgree) {
+  // One tokenizer, several threads (each with its own piece cache): the same ids as one thread.
+  Tokenizer t = tiny();
+  std::vector<std::string> texts;
+  std::mt19937 rng(9);
+  for (int k = 0; k < 200; ++k) {
+    std::string s;
+    for (int c = 0; c < 60; ++c) s += "helo wrd,\n"[rng() % 10];
+    texts.push_back(s);
+  }
+  std::vector<std::vector<int32_t>> expected;
+  for (const auto& s : texts) expected.push_back(t.encode(s));
+  std::vector<std::thread> threads;
+  std::vector<int> mismatches(4, 0);
+  for (int w = 0; w < 4; ++w)
+    threads.emplace_back([&, w] {
+      for (int rep = 0; rep < 5; ++rep)
+        for (size_t k = 0; k < texts.size(); ++k) mismatches[w] += t.encode(texts[k]) != expected[k];
+    });
+  for (auto& th : threads) th.join();
+  for (int m : mismatches) EXPECT_EQ(m, 0);
 }
 
 TEST(StreamDecoder, NeverBreaksACharacter) {
