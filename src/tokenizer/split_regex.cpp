@@ -52,7 +52,6 @@ struct Text {
     if (cp_out) *cp_out = cp;
     return unicode::flags(cp);
   }
-  inline uint32_t byte(size_t i) const { return s[i]; }
 
   // End of the run of characters whose bits intersect `mask`, starting at i.
   inline size_t run(size_t i, uint16_t mask) const {
