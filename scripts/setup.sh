@@ -21,11 +21,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-if [ ! -x .venv/bin/python ] || ! cmp -s tests/requirements.txt .venv/.requirements 2>/dev/null; then
+# lm-eval is installed without its dependencies (tests/server/requirements-nodeps.txt says why).
+if [ ! -x .venv/bin/python ] || ! cat tests/requirements.txt tests/server/requirements-nodeps.txt \
+    | cmp -s - .venv/.requirements 2>/dev/null; then
   echo "setup: creating the test virtualenv .venv"
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
-  cp tests/requirements.txt .venv/.requirements
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps -r tests/server/requirements-nodeps.txt
+  cat tests/requirements.txt tests/server/requirements-nodeps.txt > .venv/.requirements
 fi
 
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null

@@ -429,6 +429,8 @@ void Scheduler::publish_gauges() {
   g.waiting_requests = waiting_requests;
   g.waiting_seqs = int64_t(waiting_.size());
   g.running_seqs = int64_t(running_.size());
+  running_peak_ = std::max(running_peak_, g.running_seqs);
+  g.running_seqs_peak = running_peak_;
   g.slots_total = pool.config().n_slots;
   g.slots_used = pool.config().n_slots - pool.free_slots();
   g.blocks_total = pool.config().n_blocks;

@@ -117,7 +117,7 @@ class Scheduler {
   std::vector<uint64_t> ended_;  // requests to erase once the current step's results are handed out
   std::vector<Seq*> running_;  // by arrival order
   std::deque<Seq*> waiting_;   // by arrival order (preempted sequences go back in their place)
-  int64_t blocks_peak_ = 0;
+  int64_t blocks_peak_ = 0, running_peak_ = 0;
 
   ServingMetrics metrics_;
   mutable std::mutex gauges_mu_;

@@ -26,7 +26,7 @@ struct Histogram {
 /// A snapshot of the scheduler's state and totals.
 struct ServingStats {
   // Gauges.
-  int64_t waiting_requests = 0, waiting_seqs = 0, running_seqs = 0;
+  int64_t waiting_requests = 0, waiting_seqs = 0, running_seqs = 0, running_seqs_peak = 0;
   int64_t slots_total = 0, slots_used = 0;
   int64_t blocks_total = 0, blocks_used = 0, blocks_used_peak = 0, block_size = 0;
   double generation_tokens_per_s = 0, prompt_tokens_per_s = 0;  // over the last few seconds

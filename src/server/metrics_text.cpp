@@ -62,6 +62,8 @@ std::string prometheus_text(const ServingStats& s, const Capacity& cap, const st
   w.metric("hyrax_queue_depth", "gauge", "Requests waiting for a sequence slot or KV blocks", double(s.waiting_requests));
   w.metric("hyrax_waiting_sequences", "gauge", "Sequences waiting (new or preempted)", double(s.waiting_seqs));
   w.metric("hyrax_running_sequences", "gauge", "Sequences holding state in the engine", double(s.running_seqs));
+  w.metric("hyrax_running_sequences_peak", "gauge", "Most sequences running at once since start",
+           double(s.running_seqs_peak));
   w.metric("hyrax_state_slots_total", "gauge", "Recurrent-state slots (the most sequences at once)",
            double(s.slots_total));
   w.metric("hyrax_state_slots_used", "gauge", "Recurrent-state slots in use", double(s.slots_used));

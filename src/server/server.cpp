@@ -1,6 +1,7 @@
 #include "server/server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <cstdio>
 #include <ctime>
@@ -52,20 +53,29 @@ HttpServer::HttpServer(Scheduler& scheduler, ModelContext model, const Capacity&
   http_->set_read_timeout(30);
   http_->set_write_timeout(30);
   http_->set_tcp_nodelay(true);
+  // The library listens with a backlog of 5, which resets connections when many clients connect at once; remember
+  // the listening socket so that bind() can raise it.
+  http_->set_socket_options([this](int sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    if (listen_fd_ < 0) listen_fd_ = sock;
+  });
   routes();
 }
 
 HttpServer::~HttpServer() { stop(); }
 
 int HttpServer::bind() {
-  if (cfg_.port == 0) {
-    const int port = http_->bind_to_any_port(cfg_.host);
+  int port = cfg_.port;
+  if (port == 0) {
+    port = http_->bind_to_any_port(cfg_.host);
     HYRAX_REQUIRE(port > 0, "cannot listen on ", cfg_.host, " (any port)");
-    return port;
+  } else {
+    HYRAX_REQUIRE(http_->bind_to_port(cfg_.host, port), "cannot listen on ", cfg_.host, ":", port,
+                  " (address in use, or not an address of this machine)");
   }
-  HYRAX_REQUIRE(http_->bind_to_port(cfg_.host, cfg_.port), "cannot listen on ", cfg_.host, ":", cfg_.port,
-                " (address in use, or not an address of this machine)");
-  return cfg_.port;
+  if (listen_fd_ >= 0) ::listen(listen_fd_, SOMAXCONN);
+  return port;
 }
 
 void HttpServer::serve() { http_->listen_after_bind(); }
@@ -117,8 +127,10 @@ void HttpServer::routes() {
     out["running"] = s.running_seqs;
     out["waiting"] = s.waiting_seqs;
     out["in_flight"] = in_flight_.load();
-    out["capacity"] = json{{"sequences", capacity_.max_seqs}, {"kv_tokens", capacity_.kv_tokens},
-                           {"max_seq_len", capacity_.max_seq_len}, {"pool_bytes", capacity_.pool_bytes}};
+    out["capacity"] = json{{"sequences", capacity_.max_seqs},       {"kv_tokens", capacity_.kv_tokens},
+                           {"kv_blocks", capacity_.n_blocks},         {"block_size", capacity_.block_size},
+                           {"max_seq_len", capacity_.max_seq_len},    {"pool_bytes", capacity_.pool_bytes},
+                           {"slot_bytes", capacity_.slot_bytes},      {"kv_bytes_per_token", capacity_.token_bytes}};
     send_json(r, draining_ ? 503 : 200, out);
   });
   h.Get("/metrics", [this](const httplib::Request&, httplib::Response& r) {

@@ -77,6 +77,7 @@ class HttpServer {
   std::mutex idle_mu_;
   std::condition_variable idle_cv_;
   int64_t created_ = 0;
+  int listen_fd_ = -1;
 };
 
 /// Prometheus text of `s` (and the server gauges); shared with `hyrax bench serve`.
