@@ -7,35 +7,44 @@
 
 namespace hyrax {
 
-GenerateResult generate(Engine& engine, const std::vector<int32_t>& prompt, const GenerateOptions& opt,
-                        const std::function<bool(int32_t)>& on_token) {
-  HYRAX_REQUIRE(!prompt.empty(), "the prompt is empty: give at least one token");
+using steady = std::chrono::steady_clock;
+
+Session::Session(Engine& engine) : engine_(engine) {
+  HYRAX_REQUIRE(engine_.open(seq_), "no free sequence slot");
+}
+
+Session::~Session() { engine_.close(seq_); }
+
+void Session::reset() {
+  engine_.close(seq_);
+  consumed_.clear();
+  HYRAX_REQUIRE(engine_.open(seq_), "no free sequence slot");
+}
+
+std::vector<float> Session::append(std::span<const int32_t> ids) {
+  HYRAX_REQUIRE(!ids.empty(), "nothing to append: the prompt is empty");
+  const int64_t chunk = engine_.config().max_step_tokens;
+  std::vector<float> logits;
+  size_t i = 0;
+  while (i < ids.size()) {
+    const int64_t to_boundary = chunk - seq_.n_cached % chunk;
+    const int64_t n = std::min<int64_t>(to_boundary, int64_t(ids.size() - i));
+    logits = engine_.step({StepItem{&seq_, ids.data() + i, n, false}});
+    consumed_.insert(consumed_.end(), ids.begin() + int64_t(i), ids.begin() + int64_t(i) + n);
+    i += size_t(n);
+  }
+  return logits;
+}
+
+GenerateResult Session::generate(std::vector<float> logits, const GenerateOptions& opt,
+                                 const std::function<bool(int32_t)>& on_token) {
   HYRAX_REQUIRE(opt.max_new_tokens >= 0, "max_new_tokens must be >= 0");
   opt.sampling.validate();
-  using clock = std::chrono::steady_clock;
   GenerateResult res;
-  res.prompt_tokens = int64_t(prompt.size());
   if (opt.max_new_tokens == 0) return res;
-
-  Sequence seq;
-  HYRAX_REQUIRE(engine.open(seq), "no free sequence slot");
-  struct Closer {
-    Engine& e;
-    Sequence& s;
-    ~Closer() { e.close(s); }
-  } closer{engine, seq};
-
   Sampler sampler(opt.sampling);
-  const int64_t V = engine.vocab_size();
-  const int64_t chunk = engine.config().max_step_tokens;
-  const auto t0 = clock::now();
-  std::vector<float> logits;
-  for (size_t i = 0; i < prompt.size(); i += size_t(chunk)) {
-    const int64_t n = std::min<int64_t>(chunk, int64_t(prompt.size() - i));
-    logits = engine.step({StepItem{&seq, prompt.data() + i, n, false}});
-  }
-  const auto t1 = clock::now();
-  res.prefill_seconds = std::chrono::duration<double>(t1 - t0).count();
+  const int64_t V = engine_.vocab_size();
+  const auto t0 = steady::now();
   for (;;) {
     const int32_t id = sampler.sample(logits.data(), V);
     res.tokens.push_back(id);
@@ -48,9 +57,22 @@ GenerateResult generate(Engine& engine, const std::vector<int32_t>& prompt, cons
       break;
     }
     if (int64_t(res.tokens.size()) >= opt.max_new_tokens) break;
-    logits = engine.step({StepItem{&seq, &id, 1, false}});
+    logits = append(std::span<const int32_t>(&id, 1));
   }
-  res.decode_seconds = std::chrono::duration<double>(clock::now() - t1).count();
+  res.decode_seconds = std::chrono::duration<double>(steady::now() - t0).count();
+  return res;
+}
+
+GenerateResult generate(Engine& engine, const std::vector<int32_t>& prompt, const GenerateOptions& opt,
+                        const std::function<bool(int32_t)>& on_token) {
+  HYRAX_REQUIRE(!prompt.empty(), "the prompt is empty: give at least one token");
+  Session session(engine);
+  const auto t0 = steady::now();
+  auto logits = session.append(prompt);
+  const double prefill = std::chrono::duration<double>(steady::now() - t0).count();
+  GenerateResult res = session.generate(std::move(logits), opt, on_token);
+  res.prompt_tokens = int64_t(prompt.size());
+  res.prefill_seconds = prefill;
   return res;
 }
 

@@ -1,9 +1,11 @@
-// Generating one sequence: prefill the prompt in chunks, then decode token by token until an eos id, a stop
-// condition or the token budget.
+// Generating from one sequence: a Session keeps the sequence's state across calls (so a chat appends only each
+// turn's new tokens), prefills in chunks aligned to absolute positions, and decodes token by token until an eos
+// id, a caller's stop or the token budget.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <vector>
 
 #include "runtime/engine.h"
@@ -26,8 +28,33 @@ struct GenerateResult {
   double prefill_seconds = 0, decode_seconds = 0;
 };
 
-/// on_token(id) is called for each generated id as soon as it is sampled; returning false stops generation
-/// (FinishReason::Cancelled).
+/// One sequence held open on an engine.
+class Session {
+ public:
+  explicit Session(Engine& engine);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  /// Forgets everything: a fresh, zero state.
+  void reset();
+  /// The ids whose effect the state holds.
+  const std::vector<int32_t>& consumed() const { return consumed_; }
+  /// Runs `ids` through the model (prefill pieces end at multiples of the engine's max_step_tokens, counted from
+  /// the sequence start, so the same text is always cut the same way); returns the last position's logits.
+  std::vector<float> append(std::span<const int32_t> ids);
+  /// Samples up to opt.max_new_tokens tokens starting from `logits` (the last appended position's), feeding each
+  /// one back except the last. on_token(id) sees each id as it is sampled; returning false cancels.
+  GenerateResult generate(std::vector<float> logits, const GenerateOptions& opt,
+                          const std::function<bool(int32_t)>& on_token = {});
+
+ private:
+  Engine& engine_;
+  Sequence seq_;
+  std::vector<int32_t> consumed_;
+};
+
+/// Generates from a fresh sequence: prefill `prompt`, then Session::generate.
 GenerateResult generate(Engine& engine, const std::vector<int32_t>& prompt, const GenerateOptions& opt,
                         const std::function<bool(int32_t)>& on_token = {});
 

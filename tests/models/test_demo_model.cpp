@@ -6,6 +6,7 @@
 #include "runtime/engine.h"
 #include "runtime/generate.h"
 #include "test_util.h"
+#include "tokenizer/tokenizer.h"
 
 using namespace hyrax;
 
@@ -25,5 +26,15 @@ TEST(DemoModel, GreedyContinuationsMatchTransformers) {
     opt.stop_ids = engine.model().info().eos_token_ids;
     const auto res = generate(engine, g["prompt_ids"].get<std::vector<int32_t>>(), opt);
     EXPECT_EQ(res.tokens, want) << "prompt: " << g["prompt"].get<std::string>();
+  }
+}
+
+// The demo's tokenizer gives the ids and text transformers' tokenizer gave.
+TEST(DemoModel, TokenizerMatchesTheRecordedIdsAndText) {
+  const auto ref = test::read_json(test::source_dir() + "/tests/fixtures/kjv_hybrid_greedy.json");
+  const Tokenizer tok = Tokenizer::from_model_dir(test::source_dir() + "/models/kjv-hybrid");
+  for (const auto& g : ref["greedy"]) {
+    EXPECT_EQ(tok.encode(g["prompt"].get<std::string>()), g["prompt_ids"].get<std::vector<int32_t>>());
+    EXPECT_EQ(tok.decode(g["continuation"].get<std::vector<int32_t>>(), true), g["text"].get<std::string>());
   }
 }
