@@ -1,5 +1,7 @@
 // hyrax bench: whole-model prefill and decode speed, with decode measured against the memory-bandwidth roofline
 // (weights and recurrent state read once per step) that this machine's own measured bandwidth allows.
+#include <signal.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -12,6 +14,8 @@
 #include "core/check.h"
 #include "core/cpu_features.h"
 #include "core/thread_pool.h"
+#include "server/load_generator.h"
+#include "server/stack.h"
 
 namespace hyrax::cli {
 namespace {
@@ -139,9 +143,89 @@ void run(const Options& o) {
   for (auto& s : seqs) engine.close(s);
 }
 
+/// `hyrax bench serve`: the load generator against a server started in-process (or --url).
+struct ServeBenchOptions {
+  ModelOptions model;
+  server::StackOptions stack;
+  server::LoadOptions load;
+  std::string url;
+};
+
+void run_serve_bench(ServeBenchOptions& o) {
+  std::unique_ptr<server::ServingStack> stack;
+  server::LoadOptions load = o.load;
+  if (o.url.empty()) {
+    ::signal(SIGPIPE, SIG_IGN);
+    server::StackOptions& so = o.stack;
+    so.device = o.model.device;
+    if (!so.dummy) so.model_dir = resolve_model_dir(o.model.model_dir);
+    if (so.max_seqs == 0) so.max_seqs = load.concurrency;
+    if (so.max_seq_len == 0) so.max_seq_len = load.input_len + load.output_len;
+    so.http.host = "127.0.0.1";
+    so.http.port = 0;
+    so.http.max_concurrent = std::max<int64_t>(so.http.max_concurrent, load.concurrency + 1);
+    stack = std::make_unique<server::ServingStack>(so, make_backend(so.device));
+    load.url = "http://127.0.0.1:" + std::to_string(stack->start());
+    load.model = stack->model().name;
+  } else {
+    load.url = o.url;
+  }
+  std::printf("hyrax bench serve: %s, %lld clients, %lld requests of %lld prompt tokens (random ids) -> %lld output "
+              "tokens (greedy, ignore_eos), %d threads\n",
+              load.url.c_str(), (long long)load.concurrency,
+              (long long)(load.num_prompts > 0 ? load.num_prompts : 4 * load.concurrency), (long long)load.input_len,
+              (long long)load.output_len, thread_pool().size());
+  std::fflush(stdout);
+  const server::LoadReport r = server::run_load(load);
+  std::printf("%s", r.text(load).c_str());
+  if (stack) {
+    const ServingStats s = stack->scheduler().stats();
+    std::printf("server: %llu steps, %.2f s busy, peak %lld sequences running, peak %lld of %lld KV blocks, "
+                "%llu preemptions\n",
+                (unsigned long long)s.steps, s.busy_seconds, (long long)s.running_seqs_peak,
+                (long long)s.blocks_used_peak, (long long)s.blocks_total, (unsigned long long)s.preemptions);
+    stack->shutdown(std::chrono::milliseconds(0));
+  }
+  HYRAX_REQUIRE(r.failed == 0, r.failed, " requests failed: ", r.first_error);
+}
+
+void add_serve_bench(CLI::App& bench) {
+  auto o = std::make_shared<ServeBenchOptions>();
+  CLI::App* app = bench.add_subcommand("serve", "Load-test the OpenAI-compatible server: output tok/s, TTFT, ITL");
+  add_threads_option(*app);
+  add_model_options(*app, o->model);
+  auto& s = o->stack;
+  auto& l = o->load;
+  app->add_option("--url", o->url, "benchmark a running server (http://host:port) instead of starting one");
+  app->add_option("--config", s.config, "config.json of the architecture to serve with --dummy-weights");
+  app->add_flag("--dummy-weights", s.dummy, "random weights at the config's shapes (token-id prompts only)");
+  app->add_option("--concurrency,-c", l.concurrency, "clients, each with one request in flight")
+      ->check(CLI::PositiveNumber);
+  app->add_option("--num-prompts,-n", l.num_prompts, "requests in all (default: 4 per client)")
+      ->check(CLI::PositiveNumber);
+  app->add_option("--input-len", l.input_len, "prompt tokens per request")->check(CLI::PositiveNumber);
+  app->add_option("--output-len", l.output_len, "generated tokens per request")->check(CLI::PositiveNumber);
+  app->add_option("--warmup", l.warmup, "requests sent one by one before timing")->check(CLI::NonNegativeNumber);
+  app->add_option("--seed", l.seed, "seed of the prompts (and of dummy weights)");
+  app->add_option("--vocab-size", l.vocab_size, "draw prompt ids below this (default: the server's vocabulary)");
+  app->add_option("--max-memory", s.max_memory, "state pool budget of the in-process server, e.g. 40G");
+  app->add_option("--max-seqs", s.max_seqs, "sequences at once (default: --concurrency)")->check(CLI::PositiveNumber);
+  app->add_option("--max-seq-len", s.max_seq_len, "context per sequence (default: input + output length)")
+      ->check(CLI::PositiveNumber);
+  app->add_option("--prefill-chunk", s.prefill_chunk, "prefill piece in tokens (a multiple of 64)")
+      ->check(CLI::PositiveNumber);
+  app->add_option("--max-step-tokens", s.max_step_tokens, "tokens per step (default: prefill chunk + max seqs)")
+      ->check(CLI::PositiveNumber);
+  app->callback([o] {
+    o->stack.dummy_seed = o->load.seed;
+    run_serve_bench(*o);
+  });
+}
+
 const RegisterCommand reg{
     {"bench", "Measure prefill and decode speed against the memory-bandwidth roofline",
      [](CLI::App& app) {
+       add_serve_bench(app);
        auto o = std::make_shared<Options>();
        add_model_options(app, o->model);
        app.add_option("--config", o->config, "config.json of the architecture to build with --dummy-weights");
@@ -151,7 +235,9 @@ const RegisterCommand reg{
        app.add_option("--batch", o->batch, "sequences decoded together")->check(CLI::PositiveNumber);
        app.add_option("--chunk", o->chunk, "prefill chunk in tokens")->check(CLI::PositiveNumber);
        app.add_option("--seed", o->seed, "seed of the dummy weights and prompts");
-       app.callback([o] { run(*o); });
+       app.callback([o, &app] {
+         if (!app.got_subcommand("serve")) run(*o);
+       });
      },
      60}};
 

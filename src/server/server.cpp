@@ -124,6 +124,7 @@ void HttpServer::routes() {
     json out = json::object();
     out["status"] = draining_ ? "draining" : "ok";
     out["model"] = model_.name;
+    out["vocab_size"] = model_.vocab_size;
     out["running"] = s.running_seqs;
     out["waiting"] = s.waiting_seqs;
     out["in_flight"] = in_flight_.load();
