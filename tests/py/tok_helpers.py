@@ -10,8 +10,9 @@ import tempfile
 
 SOURCE_DIR = os.environ.get("HYRAX_SOURCE_DIR", os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
 HYRAX_BIN = os.environ.get("HYRAX_BIN", os.path.join(SOURCE_DIR, "build", "hyrax"))
-# Everything derived (KJV text, trained tokenizers) is cached beside the binary, in the git-ignored build folder.
-CACHE_DIR = os.path.join(os.path.dirname(os.path.abspath(HYRAX_BIN)), "tokenizer-test-data")
+# Everything derived (KJV text, trained tokenizers) is cached beside the binary, in the git-ignored build folder;
+# bump the version when a recipe below changes so that stale caches are not reused.
+CACHE_DIR = os.path.join(os.path.dirname(os.path.abspath(HYRAX_BIN)), "tokenizer-test-data", "v2")
 DOLMA2 = os.path.join(SOURCE_DIR, "..", "shared", "tokenizers", "dolma2", "tokenizer.json")
 
 sys.path.insert(0, os.path.join(SOURCE_DIR, "tools", "tokenizer"))
