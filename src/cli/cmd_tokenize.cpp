@@ -34,6 +34,7 @@ struct TokenizerSource {
 
   Tokenizer load() const {
     HYRAX_REQUIRE(!tokenizer_file.empty() || !model_dir.empty(), "give --tokenizer FILE or --model DIR");
+    HYRAX_REQUIRE(regex_engine == "auto" || model_dir.empty(), "--regex-engine pcre2 applies to --tokenizer FILE");
     if (!model_dir.empty()) return Tokenizer::from_model_dir(model_dir);
     if (tokenizer_file.size() >= 9 && tokenizer_file.substr(tokenizer_file.size() - 9) == ".tiktoken") {
       std::string pattern = tiktoken_pattern == "cl100k" ? tok::kCl100kPattern
