@@ -238,6 +238,17 @@ std::string Relay::sse_usage() const {
 }
 
 std::string Relay::next_sse(std::chrono::milliseconds wait, bool& done) {
+  // Everything already waiting goes out in one write (one syscall per step, not per token, under load).
+  std::string out = next_sse_one(wait, done);
+  for (int i = 0; i < 256 && !done && !out.empty(); ++i) {
+    std::string more = next_sse_one(std::chrono::milliseconds(0), done);
+    if (more.empty()) break;
+    out += more;
+  }
+  return out;
+}
+
+std::string Relay::next_sse_one(std::chrono::milliseconds wait, bool& done) {
   done = done_;
   if (done_) return {};
   std::string out;

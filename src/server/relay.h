@@ -38,6 +38,7 @@ class Relay {
     RequestEvent ev;
   };
   std::optional<Event> next_event(std::chrono::milliseconds wait);
+  std::string next_sse_one(std::chrono::milliseconds wait, bool& done);
   json chunk_base() const;
   std::string sse_for(size_t prompt, ChoiceUpdate& u);
   std::string sse_usage() const;
