@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "core/check.h"
+#include "core/thread_pool.h"
 #include "tokenizer/tokenizer.h"
 
 namespace hyrax {
@@ -325,50 +326,84 @@ bool Scheduler::run_step() {
   blocks_peak_ = std::max(blocks_peak_, pool.config().n_blocks - pool.free_blocks());
 
   const int64_t V = engine_.vocab_size();
+  // Prompt logprobs (echo): rows of the scoring pieces, each row independent, computed in parallel.
+  struct Row {
+    Req* r;
+    int64_t pos;
+    const float* logits;
+  };
+  std::vector<Row> prompt_rows;
+  std::vector<std::pair<Seq*, const float*>> to_sample;  // sequences whose last row gives their next token
   size_t row = 0;
-  int64_t sampled = 0;
   for (size_t i = 0; i < seqs.size(); ++i) {
     Seq* s = seqs[i];
     Req* r = s->req;
     size_t last = row;
     if (items[i].all_logits) {
       const int64_t P = int64_t(r->p.prompt.size());
+      int64_t next_pos = int64_t(r->prompt_lp.tokens.size());
+      for (const Row& pr : prompt_rows)
+        if (pr.r == r) next_pos = std::max(next_pos, pr.pos + 1);
       for (int64_t j = 0; j < counts[i]; ++j) {
         const int64_t pos = start[i] + j + 1;  // row j predicts the token at pos
-        if (pos < P && pos == int64_t(r->prompt_lp.tokens.size()))
-          r->prompt_lp.tokens.push_back(token_logprob(&logits[(row + size_t(j)) * size_t(V)], V, r->p.prompt[size_t(pos)],
-                                                      std::max<int32_t>(r->p.logprobs, 0)));
-      }
-      if (int64_t(r->prompt_lp.tokens.size()) == P && !r->prompt_lp_sent) {
-        r->handle->push(r->prompt_lp);
-        r->prompt_lp_sent = true;
+        if (pos < P && pos == next_pos) {
+          prompt_rows.push_back(Row{r, pos, &logits[(row + size_t(j)) * size_t(V)]});
+          ++next_pos;
+        }
       }
       last = row + size_t(counts[i]) - 1;
       row += size_t(counts[i]);
     } else {
       row += 1;
     }
-    if (r->ended) continue;
-    if (s->s.n_cached == int64_t(s->tokens.size())) {
-      sample_and_emit(s, &logits[last * size_t(V)]);
-      ++sampled;
+    if (!r->ended && s->s.n_cached == int64_t(s->tokens.size())) to_sample.emplace_back(s, &logits[last * size_t(V)]);
+  }
+  std::vector<TokenLogprob> prompt_lps(prompt_rows.size());
+  parallel_for(int64_t(prompt_rows.size()), 1, [&](int64_t b, int64_t e) {
+    for (int64_t k = b; k < e; ++k) {
+      const Row& pr = prompt_rows[size_t(k)];
+      prompt_lps[size_t(k)] = token_logprob(pr.logits, V, pr.r->p.prompt[size_t(pr.pos)],
+                                            std::max<int32_t>(pr.r->p.logprobs, 0));
     }
+  });
+  for (size_t k = 0; k < prompt_rows.size(); ++k) {
+    Req* r = prompt_rows[k].r;
+    r->prompt_lp.tokens.push_back(std::move(prompt_lps[k]));
+    if (r->prompt_lp.tokens.size() == r->p.prompt.size() && !r->prompt_lp_sent) {
+      r->handle->push(r->prompt_lp);
+      r->prompt_lp_sent = true;
+    }
+  }
+  // Sampling (and logprobs) of each sequence is independent: in parallel, then emitted in order.
+  std::vector<int32_t> ids(to_sample.size(), -1);
+  std::vector<TokenLogprob> lps(to_sample.size());
+  parallel_for(int64_t(to_sample.size()), 1, [&](int64_t b, int64_t e) {
+    for (int64_t k = b; k < e; ++k) {
+      auto [s, lg] = to_sample[size_t(k)];
+      if (s->req->p.max_tokens == 0) continue;
+      ids[size_t(k)] = s->sampler.sample(lg, V);
+      if (s->req->p.logprobs >= 0) lps[size_t(k)] = token_logprob(lg, V, ids[size_t(k)], s->req->p.logprobs);
+    }
+  });
+  int64_t sampled = 0;
+  for (size_t k = 0; k < to_sample.size(); ++k) {
+    Seq* s = to_sample[k].first;
+    if (ids[k] < 0) {
+      finish_seq(s, Finish::Length, ChoiceUpdate{}, true);  // max_tokens 0: the prompt was only scored
+      continue;
+    }
+    emit(s, ids[k], s->req->p.logprobs >= 0 ? &lps[k] : nullptr);
+    ++sampled;
   }
   metrics_.on_step(prompt_tokens, sampled, dt);
   return true;
 }
 
-void Scheduler::sample_and_emit(Seq* s, const float* logits) {
+void Scheduler::emit(Seq* s, int32_t id, TokenLogprob* lp) {
   Req* r = s->req;
-  if (r->p.max_tokens == 0) {
-    finish_seq(s, Finish::Length, ChoiceUpdate{}, true);
-    return;
-  }
-  const int64_t V = engine_.vocab_size();
-  const int32_t id = s->sampler.sample(logits, V);
   ChoiceUpdate u;
   u.ids.push_back(id);
-  if (r->p.logprobs >= 0) u.logprobs.push_back(token_logprob(logits, V, id, r->p.logprobs));
+  if (lp) u.logprobs.push_back(std::move(*lp));
   s->tokens.push_back(id);
   ++s->generated;
   ++r->completion_tokens;

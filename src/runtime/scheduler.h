@@ -91,7 +91,7 @@ class Scheduler {
   void admit();
   bool run_step();
   void preempt(Seq* s);
-  void sample_and_emit(Seq* s, const float* logits);
+  void emit(Seq* s, int32_t id, TokenLogprob* lp);
   void finish_seq(Seq* s, Finish why, ChoiceUpdate&& last, bool flush_text);
   void fail_request(Req* r, const std::string& message, bool cancelled);
   void remove_seq(Seq* s);
