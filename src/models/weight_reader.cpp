@@ -66,7 +66,7 @@ std::vector<float> WeightReader::host_f32(const std::string& name, const std::ve
   int64_t n = 1;
   for (int64_t s : shape) n *= s;
   n_params_ += n;
-  std::vector<float> out(size_t(n));
+  std::vector<float> out(static_cast<size_t>(n));
   if (store_) {
     const io::TensorInfo& t = store_->get(name, shape);
     bytes_ += t.nbytes;
