@@ -121,7 +121,7 @@ void matmul(const MatmulParams& p) {
   const Blocking& bl = *isa.blocking;
   // Work items: `unit` columns × `rows` x rows, column-major so that a thread's items share W rows. Prefill splits T
   // too, which only matters when N is too narrow to feed every thread.
-  const bool direct = p.T <= bl.direct_max_t;
+  const bool direct = p.T <= bl.direct_max_t[f32_index(p.w_dtype)];
   const int64_t unit = direct ? bl.direct_nr : bl.nb;
   const int64_t n_units = (p.N + unit - 1) / unit, threads = thread_pool().size();
   int64_t rows = direct ? p.T : bl.tb;
