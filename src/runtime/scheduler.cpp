@@ -148,6 +148,7 @@ void Scheduler::run() {
     step_once();
   }
   publish_gauges();
+  flush_deferred();
 }
 
 bool Scheduler::step_once() {
@@ -158,7 +159,13 @@ bool Scheduler::step_once() {
   for (uint64_t id : ended_) reqs_.erase(id);
   ended_.clear();
   publish_gauges();
+  flush_deferred();
   return stepped;
+}
+
+void Scheduler::flush_deferred() {
+  for (auto& [handle, event] : deferred_) handle->push(std::move(event));
+  deferred_.clear();
 }
 
 void Scheduler::take_inbox() {
@@ -205,7 +212,7 @@ void Scheduler::fail_request(Req* r, const std::string& message, bool cancelled)
   for (auto& s : r->seqs) remove_seq(s.get());
   r->ended = true;
   r->live = 0;
-  r->handle->push(RequestFailed{message});
+  deferred_.emplace_back(r->handle, RequestFailed{message});
   metrics_.on_request_end(cancelled, !cancelled, std::chrono::duration<double>(clock::now() - r->arrival).count());
   // Erase now unless a step's results are being handed out (run_step defers through ended_).
   const uint64_t id = r->id;
@@ -442,7 +449,8 @@ void Scheduler::finish_seq(Seq* s, Finish why, ChoiceUpdate&& last, bool flush_t
   remove_seq(s);
   if (--r->live > 0) return;
   r->ended = true;
-  r->handle->push(RequestDone{int64_t(r->p.prompt.size()), r->completion_tokens});
+  // Handed out after the gauges are published: a client that has its answer sees the state it freed.
+  deferred_.emplace_back(r->handle, RequestDone{int64_t(r->p.prompt.size()), r->completion_tokens});
   metrics_.on_request_end(false, false, std::chrono::duration<double>(clock::now() - r->arrival).count());
   ended_.push_back(r->id);
 }

@@ -96,6 +96,7 @@ class Scheduler {
   void fail_request(Req* r, const std::string& message, bool cancelled);
   void remove_seq(Seq* s);
   void publish_gauges();
+  void flush_deferred();
   int64_t next_piece(const Seq* s) const;
   bool is_decode(const Seq* s) const;
 
@@ -115,6 +116,7 @@ class Scheduler {
   // Engine thread only.
   std::map<uint64_t, std::unique_ptr<Req>> reqs_;
   std::vector<uint64_t> ended_;  // requests to erase once the current step's results are handed out
+  std::vector<std::pair<std::shared_ptr<RequestHandle>, RequestEvent>> deferred_;  // final events, sent last
   std::vector<Seq*> running_;  // by arrival order
   std::deque<Seq*> waiting_;   // by arrival order (preempted sequences go back in their place)
   int64_t blocks_peak_ = 0, running_peak_ = 0;
