@@ -109,8 +109,9 @@ void run(const Options& o) {
   }
   const double prefill_s = seconds_since(t_prefill);
   const double prefill_tok = double(o.prompt_len * o.batch);
-  const double flops_per_tok = 2.0 * double(info.n_params);
-  std::printf("prefill: %lld x %lld tokens in %.3f s = %.1f tok/s (~%.1f GFLOP/s of matmul)\n", (long long)o.batch,
+  // Matmul FLOPs of the layers (the lm_head runs on one row per piece, attention scores are left out).
+  const double flops_per_tok = 2.0 * double(info.params_per_token);
+  std::printf("prefill: %lld x %lld tokens in %.3f s = %.1f tok/s (%.1f GFLOP/s of layer matmuls)\n", (long long)o.batch,
               (long long)o.prompt_len, prefill_s, prefill_tok / prefill_s, prefill_tok * flops_per_tok / prefill_s / 1e9);
 
   // Decode: one token per sequence per step; the first step is a warm-up.

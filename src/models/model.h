@@ -26,6 +26,7 @@ struct ModelInfo {
   int64_t n_params = 0;
   size_t weight_bytes = 0;
   size_t decode_weight_bytes = 0;  // weight bytes one decode step must read (every matrix but the embedding table)
+  int64_t params_per_token = 0;    // weights each token multiplies (all but the embedding table and the lm_head)
   std::vector<int32_t> eos_token_ids;
   std::vector<std::string> details;  // extra "key: value" lines for `hyrax info`
 };

@@ -207,6 +207,7 @@ class OlmoHybrid final : public Model {
     // A decode step reads every matrix once, except the embedding table (one row), unless it is also the lm_head.
     const size_t embed_bytes = size_t(embed_tokens_.numel()) * dtype_size(embed_tokens_.dtype);
     info_.decode_weight_bytes = info_.weight_bytes - (cfg_.tie_word_embeddings ? 0 : embed_bytes);
+    info_.params_per_token = info_.n_params - cfg_.vocab_size * cfg_.hidden_size * (cfg_.tie_word_embeddings ? 1 : 2);
     info_.eos_token_ids = cfg_.eos_token_ids;
     auto line = [&](const std::string& s) { info_.details.push_back(s); };
     line(str_cat("attention: ", cfg_.num_attention_heads, " query heads, ", cfg_.num_key_value_heads, " kv heads x ",
