@@ -2,7 +2,9 @@
 and SIGTERM drains (requests in flight finish, new ones get 503) or, past --drain-timeout, cancels, exiting 0."""
 import http.client
 import json
+import os
 import signal
+import subprocess
 import time
 import unittest
 import urllib.parse
@@ -116,6 +118,29 @@ class Sigterm(unittest.TestCase):
             self.assertEqual(server.proc.wait(timeout=60), 0)
         finally:
             server.__exit__()
+
+
+class BenchServe(unittest.TestCase):
+    """`hyrax bench serve` runs end to end (a smoke run, nothing timed): the demo model, and a dummy-weight model
+    without a tokenizer (token-id prompts only, as the GPU figure is taken)."""
+
+    def run_bench(self, *args):
+        out = subprocess.run([su.HYRAX_BIN, "bench", "serve", "--threads", "1", "-c", "3", "-n", "6",
+                              "--input-len", "70", "--output-len", "9", *args],
+                             capture_output=True, text=True, timeout=300)
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        self.assertIn("requests: 6 ok, 0 failed", out.stdout)
+        self.assertIn("output: 54 tokens", out.stdout)
+        for name in ("TTFT", "ITL", "TPOT"):
+            self.assertIn(name, out.stdout)
+        return out.stdout
+
+    def test_demo_model(self):
+        self.run_bench("--model", su.DEMO_MODEL)
+
+    def test_dummy_weights(self):
+        config = os.path.join(su.SOURCE_DIR, "tests", "fixtures", "nope_mha_f32", "config.json")
+        self.run_bench("--config", config, "--dummy-weights")
 
 
 if __name__ == "__main__":

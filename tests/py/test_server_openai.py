@@ -74,6 +74,32 @@ class OpenAIClient(unittest.TestCase):
         self.assertEqual(usage.completion_tokens, full.usage.completion_tokens)
         self.assertEqual(usage.prompt_tokens, full.usage.prompt_tokens)
 
+    def test_streaming_several_prompts_and_choices(self):
+        prompts = [g["prompt"] for g in self.greedy[:3]]
+        kw = dict(prompt=prompts, max_tokens=10, temperature=0.7, seed=3, n=2, logprobs=1)
+        full = self.complete(**kw)
+        texts, lps, finish = {}, {}, {}
+        for chunk in self.complete(stream=True, **kw):
+            for c in chunk.choices:
+                texts[c.index] = texts.get(c.index, "") + c.text
+                lps.setdefault(c.index, []).extend(c.logprobs.token_logprobs)
+                finish[c.index] = c.finish_reason or finish.get(c.index)
+        for c in full.choices:
+            self.assertEqual(texts[c.index], c.text)
+            self.assertEqual(lps[c.index], c.logprobs.token_logprobs)
+            self.assertEqual(finish[c.index], c.finish_reason)
+
+    def test_streaming_echo_sends_the_prompt_first(self):
+        kw = dict(prompt="Thou shalt not", max_tokens=6, temperature=0, logprobs=2, echo=True)
+        full = self.complete(**kw)
+        chunks = [ch for ch in self.complete(stream=True, **kw) if ch.choices]
+        first = chunks[0].choices[0]
+        self.assertTrue(first.text.startswith("Thou shalt not"))
+        self.assertIsNone(first.logprobs.token_logprobs[0])
+        self.assertEqual("".join(ch.choices[0].text for ch in chunks), full.choices[0].text)
+        streamed = [x for ch in chunks for x in ch.choices[0].logprobs.token_logprobs]
+        self.assertEqual(streamed, full.choices[0].logprobs.token_logprobs)
+
     def test_logprobs_and_echo(self):
         prompt = "For God so loved the world"
         r = self.complete(prompt=prompt, max_tokens=5, temperature=0, logprobs=3, echo=True)
