@@ -13,8 +13,10 @@ Engine::Engine(std::unique_ptr<Backend> backend, std::unique_ptr<Model> model, c
   StatePoolConfig pc;
   pc.n_slots = cfg.max_seqs;
   pc.block_size = cfg.block_size;
-  const int64_t kv_tokens = cfg.max_kv_tokens > 0 ? cfg.max_kv_tokens : cfg.max_seqs * cfg.max_seq_len;
-  pc.n_blocks = (kv_tokens + cfg.block_size - 1) / cfg.block_size;
+  // Without an explicit total, every sequence can reach max_seq_len at once: blocks are rounded per sequence.
+  const int64_t blocks_per_seq = (cfg.max_seq_len + cfg.block_size - 1) / cfg.block_size;
+  pc.n_blocks = cfg.max_kv_tokens > 0 ? (cfg.max_kv_tokens + cfg.block_size - 1) / cfg.block_size
+                                      : cfg.max_seqs * blocks_per_seq;
   pool_ = std::make_unique<StatePool>(*backend_, model_->state_spec(), pc);
 }
 
@@ -95,25 +97,20 @@ std::vector<float> Engine::step(const std::vector<StepItem>& items) {
   m.block_tables = tables.data();
   m.max_blocks = std::max<int64_t>(max_blocks, 1);
 
+  // Logits are float32 on every backend (the lm_head product writes them straight from its float32 accumulators).
   const int64_t V = vocab_size();
-  const size_t bytes = rows.size() * size_t(V) * dtype_size(backend_->act_dtype());
+  const size_t bytes = rows.size() * size_t(V) * sizeof(float);
   if (bytes > logits_bytes_) {
     if (logits_dev_) backend_->release(logits_dev_);
     logits_dev_ = backend_->alloc(bytes);
     logits_bytes_ = bytes;
   }
-  Tensor logits(logits_dev_, backend_->act_dtype(), {int64_t(rows.size()), V}, backend_->device());
+  Tensor logits(logits_dev_, DType::F32, {int64_t(rows.size()), V}, backend_->device());
   model_->forward(m, *pool_, rows, logits);
   for (const auto& it : items) it.seq->n_cached += it.n_tokens;
 
   std::vector<float> out(rows.size() * size_t(V));
-  if (backend_->act_dtype() == DType::F32) {
-    backend_->copy_to_host(out.data(), logits_dev_, bytes);
-  } else {
-    std::vector<uint16_t> raw(rows.size() * size_t(V));
-    backend_->copy_to_host(raw.data(), logits_dev_, bytes);
-    to_f32(backend_->act_dtype(), raw.data(), out.data(), raw.size());
-  }
+  backend_->copy_to_host(out.data(), logits_dev_, bytes);
   return out;
 }
 
