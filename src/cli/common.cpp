@@ -22,6 +22,9 @@ void add_model_options(CLI::App& app, ModelOptions& opt) {
 
 std::unique_ptr<Backend> make_backend(const std::string& device) {
   if (device == "cpu") return make_cpu_backend();
+#ifdef HYRAX_HAS_CUDA
+  if (device == "cuda") return make_cuda_backend();
+#endif
   fail("--device ", device, ": this build of hyrax has no CUDA backend");
 }
 

@@ -1,0 +1,18 @@
+// Kernel benchmarks on the GPU (`hyrax bench-kernels --device cuda`): the Olmo Hybrid 7B shapes of the gated delta
+// rule (prefill and decode), attention (prefill and paged decode) and the model's GEMMs, each printed beside the
+// hardware limit measured in the same run (device-to-device copy bandwidth, a large cuBLAS bf16 GEMM).
+#pragma once
+
+#include <string>
+
+namespace hyrax::kernels::cuda {
+
+struct KernelBenchOptions {
+  bool gdn = true, attention = true, gemm = true;
+  bool quick = false;  // fewer sizes and repetitions (a smoke run)
+};
+
+/// Runs the selected benchmarks on GPU 0 and prints one line per figure to stdout.
+void run_kernel_benchmarks(const KernelBenchOptions& o);
+
+}  // namespace hyrax::kernels::cuda

@@ -1,0 +1,509 @@
+// The CUDA backend: bf16 activations and KV cache, float32 recurrent and conv state, float32 accumulation; every
+// op is one or two launches of the kernels in src/kernels/<op>/<op>.cu on one stream, GEMMs through cuBLASLt with
+// pinned algorithms (kernels/matmul/matmul_cuda.h).
+//
+// begin_step uploads the step's metadata in one copy (tokens, positions, cu_seqlens, slots, block tables, and the
+// work lists derived from them on the host: which sequences decode one token, which prefill, the attention query
+// tiles), so that no op needs the host again until the logits are read back.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include <cuda_fp16.h>
+
+#include "core/check.h"
+#include "io/safetensors.h"
+#include "kernels/activations/activations_cuda.h"
+#include "kernels/attention/attention_cuda.h"
+#include "kernels/backend.h"
+#include "kernels/conv1d/conv1d_cuda.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/embed/embed_cuda.h"
+#include "kernels/gated_delta_rule/gated_delta_rule_cuda.h"
+#include "kernels/matmul/matmul_cuda.h"
+#include "kernels/rms_norm/rms_norm_cuda.h"
+#include "kernels/rope/rope_cuda.h"
+
+namespace hyrax {
+namespace {
+
+using bf16 = __nv_bfloat16;
+namespace kc = kernels::cuda;
+
+__global__ void f32_to_bf16_kernel(const float* src, bf16* dst, int64_t n) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    dst[i] = __float2bfloat16_rn(src[i]);
+}
+__global__ void f16_to_bf16_kernel(const __half* src, bf16* dst, int64_t n) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    dst[i] = __float2bfloat16_rn(__half2float(src[i]));
+}
+
+void expect_bf16(const Tensor& t, const char* what) {
+  HYRAX_CHECK(t.dtype == DType::BF16 && t.device == Device::CUDA, what, " must be a bf16 CUDA tensor, got ",
+              t.dtype == DType::F32 ? "F32" : t.dtype == DType::F16 ? "F16" : "BF16",
+              t.device == Device::CUDA ? " on CUDA" : " on the CPU");
+}
+
+bf16* bptr(const Tensor& t) { return static_cast<bf16*>(t.data); }
+
+/// A pinned host buffer whose contents are copied to the device asynchronously; before it is refilled, the last
+/// copy out of it must have finished (the event).
+class Staging {
+ public:
+  ~Staging() {
+    if (host_) cudaFreeHost(host_);
+    if (dev_) cudaFree(dev_);
+    if (done_) cudaEventDestroy(done_);
+  }
+  /// Room for n int32 on both sides; waits for the previous upload to finish.
+  int32_t* host(size_t n) {
+    if (done_) CUDA_CHECK(cudaEventSynchronize(done_));
+    else CUDA_CHECK(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming));
+    if (n > cap_) {
+      if (host_) CUDA_CHECK(cudaFreeHost(host_));
+      if (dev_) CUDA_CHECK(cudaFree(dev_));
+      cap_ = std::max<size_t>(n, 2 * cap_);
+      CUDA_CHECK(cudaMallocHost(&host_, cap_ * sizeof(int32_t)));
+      CUDA_CHECK(cudaMalloc(&dev_, cap_ * sizeof(int32_t)));
+    }
+    return host_;
+  }
+  /// Copies the first n values to the device on `stream`; returns the device copy.
+  int32_t* upload(size_t n, cudaStream_t stream) {
+    CUDA_CHECK(cudaMemcpyAsync(dev_, host_, n * sizeof(int32_t), cudaMemcpyHostToDevice, stream));
+    CUDA_CHECK(cudaEventRecord(done_, stream));
+    return dev_;
+  }
+
+ private:
+  int32_t* host_ = nullptr;
+  int32_t* dev_ = nullptr;
+  size_t cap_ = 0;
+  cudaEvent_t done_ = nullptr;
+};
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend() {
+    int n = 0;
+    const cudaError_t e = cudaGetDeviceCount(&n);
+    HYRAX_REQUIRE(e == cudaSuccess && n > 0, "--device cuda: no CUDA device is available (",
+                  e == cudaSuccess ? "none found" : cudaGetErrorString(e), ")");
+    CUDA_CHECK(cudaSetDevice(0));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    gemm_ = std::make_unique<kc::Gemm>();
+  }
+
+  ~CudaBackend() override {
+    cudaStreamSynchronize(stream_);
+    for (void* p : owned_) cudaFree(p);
+    if (scratch_) cudaFree(scratch_);
+    if (gdn_scratch_) cudaFree(gdn_scratch_);
+    gemm_.reset();
+    cudaStreamDestroy(stream_);
+  }
+
+  std::string name() const override { return "cuda"; }
+  Device device() const override { return Device::CUDA; }
+  DType act_dtype() const override { return DType::BF16; }
+  DType kv_dtype() const override { return DType::BF16; }
+
+  void* alloc(size_t bytes) override {
+    void* p = nullptr;
+    const cudaError_t e = cudaMalloc(&p, std::max<size_t>(bytes, 256));
+    if (e == cudaErrorMemoryAllocation) {
+      cudaGetLastError();
+      size_t free_b = 0, total_b = 0;
+      cudaMemGetInfo(&free_b, &total_b);
+      fail("out of GPU memory allocating ", bytes, " bytes (", free_b >> 20, " MiB free of ", total_b >> 20, " MiB)");
+    }
+    CUDA_CHECK(e);
+    return p;
+  }
+  void release(void* p) override {
+    if (p) CUDA_CHECK(cudaFree(p));
+  }
+  void zero(void* p, size_t bytes) override { CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, stream_)); }
+  void copy_to_host(void* dst, const void* src, size_t bytes) override {
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  void copy_to_device(void* dst, const void* src, size_t bytes) override {
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  void synchronize() override { CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+  // ---- weights ----
+
+  Tensor load_matrix(const io::TensorInfo& t) override {
+    HYRAX_CHECK(t.shape.size() == 2, t.name, " is not a matrix");
+    const int64_t n = t.shape[0] * t.shape[1];
+    bf16* dst = static_cast<bf16*>(alloc(size_t(n) * 2));
+    owned_.push_back(dst);
+    if (t.dtype == DType::BF16) {
+      CUDA_CHECK(cudaMemcpyAsync(dst, t.data, size_t(n) * 2, cudaMemcpyHostToDevice, stream_));
+    } else {
+      const size_t bytes = size_t(n) * dtype_size(t.dtype);
+      void* raw = alloc(bytes);
+      CUDA_CHECK(cudaMemcpyAsync(raw, t.data, bytes, cudaMemcpyHostToDevice, stream_));
+      const unsigned blocks = unsigned(std::min<int64_t>((n + 255) / 256, 4096));
+      if (t.dtype == DType::F32) f32_to_bf16_kernel<<<blocks, 256, 0, stream_>>>(static_cast<float*>(raw), dst, n);
+      else f16_to_bf16_kernel<<<blocks, 256, 0, stream_>>>(static_cast<__half*>(raw), dst, n);
+      CUDA_CHECK_LAUNCH("weight conversion to bf16");
+      CUDA_CHECK(cudaStreamSynchronize(stream_));
+      release(raw);
+    }
+    CUDA_CHECK(cudaStreamSynchronize(stream_));  // the source may be a temporary host buffer
+    return Tensor(dst, DType::BF16, {t.shape[0], t.shape[1]}, Device::CUDA);
+  }
+
+  Tensor load_f32(const std::vector<float>& host, std::initializer_list<int64_t> shape) override {
+    float* p = static_cast<float*>(alloc(host.size() * sizeof(float)));
+    owned_.push_back(p);
+    copy_to_device(p, host.data(), host.size() * sizeof(float));
+    Tensor t(p, DType::F32, shape, Device::CUDA);
+    HYRAX_CHECK(size_t(t.numel()) == host.size(), "load_f32: shape ", t.shape_str(), " vs ", host.size(), " values");
+    return t;
+  }
+
+  // ---- the step ----
+
+  void begin_step(const StepMeta& m) override {
+    step_ = m;
+    const int64_t T = m.n_tokens, n = m.n_seqs;
+    single_.clear();
+    multi_.clear();
+    tiles_.clear();
+    max_kv_single_ = 0;
+    for (int64_t s = 0; s < n; ++s) {
+      const int32_t len = m.cu_seqlens[s + 1] - m.cu_seqlens[s];
+      if (len == 1) {
+        single_.push_back(int32_t(s));
+        max_kv_single_ = std::max<int64_t>(max_kv_single_, m.start_pos[s] + 1);
+      } else if (len > 1) {
+        multi_.push_back(int32_t(s));
+      }
+    }
+    // The 64-token chunks of the prefilling sequences: GDN's chunks and attention's query tiles alike.
+    kc::GdnChunkPlan plan = kc::gdn_plan_chunks(m.cu_seqlens, multi_);
+    tiles_ = std::move(plan.chunks);
+    first_chunk_ = std::move(plan.first_chunk);
+    tiles128_.clear();  // attention's query tiles at head dims up to 128
+    for (int32_t s : multi_)
+      for (int32_t r = 0; r < m.cu_seqlens[s + 1] - m.cu_seqlens[s]; r += 128) tiles128_.push_back(s), tiles128_.push_back(r);
+    // Layout of the device copy (int32): tokens, positions, tok_seq [T] | cu_seqlens [n+1] | start_pos, slots [n] |
+    // block tables [n, max_blocks] | single, multi lists | attention tiles [2 per tile].
+    const size_t nb = size_t(std::max<int64_t>(m.max_blocks, 1));
+    const size_t total = 3 * size_t(T) + size_t(n + 1) + 2 * size_t(n) + size_t(n) * nb + single_.size() +
+                         multi_.size() + tiles_.size() + first_chunk_.size() + tiles128_.size();
+    int32_t* h = meta_.host(total);
+    size_t at = 0;
+    auto put = [&](const int32_t* src, size_t cnt) {
+      if (cnt) std::memcpy(h + at, src, cnt * sizeof(int32_t));
+      const size_t o = at;
+      at += cnt;
+      return o;
+    };
+    const size_t o_tok = put(m.tokens, size_t(T)), o_pos = put(m.positions, size_t(T));
+    const size_t o_ts = at;
+    for (int64_t s = 0; s < n; ++s)
+      for (int32_t t = m.cu_seqlens[s]; t < m.cu_seqlens[s + 1]; ++t) h[o_ts + size_t(t)] = int32_t(s);
+    at += size_t(T);
+    const size_t o_cu = put(m.cu_seqlens, size_t(n + 1)), o_sp = put(m.start_pos, size_t(n));
+    const size_t o_sl = put(m.state_slots, size_t(n));
+    const size_t o_bt = at;
+    if (m.block_tables) put(m.block_tables, size_t(n) * nb);
+    else for (size_t i = 0; i < size_t(n) * nb; ++i) h[at++] = 0;
+    const size_t o_single = put(single_.data(), single_.size()), o_multi = put(multi_.data(), multi_.size());
+    const size_t o_tiles = put(tiles_.data(), tiles_.size());
+    const size_t o_first = put(first_chunk_.data(), first_chunk_.size());
+    const size_t o_t128 = put(tiles128_.data(), tiles128_.size());
+    HYRAX_CHECK(at == total, "step metadata layout");
+    int32_t* d = meta_.upload(total, stream_);
+    dev_.tokens = d + o_tok;
+    dev_.positions = d + o_pos;
+    dev_.tok_seq = d + o_ts;
+    dev_.cu_seqlens = d + o_cu;
+    dev_.start_pos = d + o_sp;
+    dev_.slots = d + o_sl;
+    dev_.block_tables = d + o_bt;
+    dev_.single = d + o_single;
+    dev_.multi = d + o_multi;
+    dev_.tiles = d + o_tiles;
+    dev_.first_chunk = d + o_first;
+    dev_.tiles128 = d + o_t128;
+  }
+
+  // ---- ops ----
+
+  void embed(const Tensor& table, const Tensor& out) override {
+    expect_bf16(table, "embedding table");
+    expect_bf16(out, "embed output");
+    const int64_t C = table.dim(1), V = table.dim(0);
+    HYRAX_CHECK(out.rows() == step_.n_tokens && out.dim(-1) == C, "embed: out ", out.shape_str());
+    for (int64_t t = 0; t < step_.n_tokens; ++t)
+      HYRAX_REQUIRE(step_.tokens[t] >= 0 && step_.tokens[t] < V, "token id ", step_.tokens[t],
+                    " is outside the vocabulary [0, ", V, ")");
+    kc::gather_rows(bptr(table), table.row_stride(), dev_.tokens, step_.n_tokens, C, bptr(out), out.row_stride(),
+                    stream_);
+  }
+
+  void matmul(const Tensor& x, const Tensor& w, const Tensor& y) override {
+    expect_bf16(x, "matmul input");
+    expect_bf16(w, "matmul weight");
+    HYRAX_CHECK(y.device == Device::CUDA && (y.dtype == DType::BF16 || y.dtype == DType::F32),
+                "matmul output must be a bf16 or float32 CUDA tensor");
+    HYRAX_CHECK(x.dim(-1) == w.dim(1) && y.dim(-1) == w.dim(0) && x.rows() == y.rows(), "matmul shapes x ",
+                x.shape_str(), " w ", w.shape_str(), " y ", y.shape_str());
+    HYRAX_CHECK(w.contiguous(), "matmul weight must be contiguous");
+    kc::GemmArgs a;
+    a.x = bptr(x);
+    a.ldx = x.row_stride();
+    a.w = bptr(w);
+    a.y = y.data;
+    a.y_f32 = y.dtype == DType::F32;
+    a.ldy = y.row_stride();
+    a.R = x.rows();
+    a.N = w.dim(0);
+    a.K = w.dim(1);
+    gemm_->run(a, stream_);
+  }
+
+  void rms_norm(const Tensor& x, const Tensor& w, float eps, const Tensor& y) override {
+    expect_bf16(x, "rms_norm input");
+    expect_bf16(y, "rms_norm output");
+    HYRAX_CHECK(x.dim(-1) == w.numel() && y.dim(-1) == w.numel() && x.rows() == y.rows(), "rms_norm shapes");
+    kc::RmsNormParams p;
+    p.x = bptr(x);
+    p.ldx = x.row_stride();
+    p.w = w.ptr<float>();
+    p.y = bptr(y);
+    p.ldy = y.row_stride();
+    p.T = x.rows();
+    p.C = x.dim(-1);
+    p.eps = eps;
+    kc::rms_norm(p, stream_);
+  }
+
+  void gated_rms_norm(const Tensor& x, const Tensor& gate, const Tensor& w, float eps, const Tensor& y) override {
+    expect_bf16(x, "gated_rms_norm input");
+    expect_bf16(gate, "gated_rms_norm gate");
+    expect_bf16(y, "gated_rms_norm output");
+    const int64_t D = w.numel();
+    HYRAX_CHECK(x.dim(-1) % D == 0 && gate.dim(-1) == x.dim(-1) && y.dim(-1) == x.dim(-1), "gated_rms_norm shapes");
+    kc::GatedRmsNormParams p;
+    p.x = bptr(x);
+    p.ldx = x.row_stride();
+    p.gate = bptr(gate);
+    p.ldg = gate.row_stride();
+    p.w = w.ptr<float>();
+    p.y = bptr(y);
+    p.ldy = y.row_stride();
+    p.T = x.rows();
+    p.H = x.dim(-1) / D;
+    p.D = D;
+    p.eps = eps;
+    kc::gated_rms_norm(p, stream_);
+  }
+
+  void swiglu(const Tensor& gate, const Tensor& up, const Tensor& y) override {
+    expect_bf16(gate, "swiglu gate");
+    expect_bf16(up, "swiglu up");
+    expect_bf16(y, "swiglu output");
+    kc::swiglu({bptr(gate), gate.row_stride()}, {bptr(up), up.row_stride()}, {bptr(y), y.row_stride()}, gate.rows(),
+               gate.dim(-1), stream_);
+  }
+
+  void add(const Tensor& a, const Tensor& b, const Tensor& y) override {
+    expect_bf16(a, "add input");
+    expect_bf16(b, "add input");
+    expect_bf16(y, "add output");
+    const int64_t R = a.rows(), C = a.dim(-1);
+    HYRAX_CHECK(b.rows() == R && y.rows() == R && b.dim(-1) == C && y.dim(-1) == C, "add shapes");
+    kc::add({bptr(a), a.row_stride()}, {bptr(b), b.row_stride()}, {bptr(y), y.row_stride()}, R, C, stream_);
+  }
+
+  void conv1d(const Tensor& x, const Tensor& w, float* conv_pool, const Tensor& y) override {
+    expect_bf16(x, "conv1d input");
+    expect_bf16(y, "conv1d output");
+    HYRAX_CHECK(x.rows() == step_.n_tokens && x.dim(-1) == w.dim(0) && y.dim(-1) == w.dim(0), "conv1d shapes");
+    kc::Conv1dParams p;
+    p.n_seqs = step_.n_seqs;
+    p.T = step_.n_tokens;
+    p.cu_seqlens = dev_.cu_seqlens;
+    p.state_slots = dev_.slots;
+    p.tok_seq = dev_.tok_seq;
+    p.state = conv_pool;
+    p.x = bptr(x);
+    p.ldx = x.row_stride();
+    p.y = bptr(y);
+    p.ldy = y.row_stride();
+    p.w = w.ptr<float>();
+    p.C = w.dim(0);
+    p.W = w.dim(1);
+    p.silu = true;
+    kc::conv1d(p, stream_);
+  }
+
+  void gated_delta_rule(const Tensor& qkv, const Tensor& a, const Tensor& b, const Tensor& A_log,
+                        const Tensor& dt_bias, const GdnShape& s, float* ssm_pool, const Tensor& out) override {
+    expect_bf16(qkv, "gated_delta_rule qkv");
+    expect_bf16(a, "gated_delta_rule a");
+    expect_bf16(b, "gated_delta_rule b");
+    expect_bf16(out, "gated_delta_rule output");
+    const int64_t key_dim = s.Hk * s.Dk;
+    HYRAX_CHECK(qkv.dim(-1) == 2 * key_dim + s.Hv * s.Dv && out.dim(-1) == s.Hv * s.Dv, "gated_delta_rule shapes");
+    HYRAX_CHECK(a.row_stride() == b.row_stride(), "a and b must share a row stride");
+    kc::GdnParams p;
+    p.cu_seqlens = dev_.cu_seqlens;
+    p.state_slots = dev_.slots;
+    p.state = ssm_pool;
+    p.q = bptr(qkv);
+    p.k = p.q + key_dim;
+    p.v = p.q + 2 * key_dim;
+    p.ld_qkv = qkv.row_stride();
+    p.a = bptr(a);
+    p.b = bptr(b);
+    p.ld_ab = a.row_stride();
+    p.A_log = A_log.ptr<float>();
+    p.dt_bias = dt_bias.ptr<float>();
+    p.out = bptr(out);
+    p.ld_out = out.row_stride();
+    p.Hk = s.Hk;
+    p.Hv = s.Hv;
+    p.Dk = s.Dk;
+    p.Dv = s.Dv;
+    p.allow_neg_eigval = s.allow_neg_eigval;
+    // Each sequence takes the path of its own length (one token: recurrent; more: chunked), never the batch's.
+    p.n = int64_t(single_.size());
+    p.seqs = dev_.single;
+    kc::gdn_recurrent(p, stream_);
+    p.n = int64_t(multi_.size());
+    p.seqs = dev_.multi;
+    kc::GdnChunkWork w;
+    w.chunks = dev_.tiles;
+    w.first_chunk = dev_.first_chunk;
+    w.n_chunks = int64_t(tiles_.size() / 2);
+    if (p.n > 0) w.scratch = gdn_scratch(kc::gdn_chunked_scratch_bytes(w.n_chunks, s.Hv));
+    kc::gdn_chunked(p, w, stream_);
+  }
+
+  void rope(const Tensor& x, int64_t heads, float theta) override {
+    expect_bf16(x, "rope input");
+    kc::RopeParams p;
+    p.x = bptr(x);
+    p.ldx = x.row_stride();
+    p.pos = dev_.positions;
+    p.T = x.rows();
+    p.H = heads;
+    p.D = x.dim(-1) / heads;
+    p.theta = theta;
+    kc::rope(p, stream_);
+  }
+
+  void attention(const Tensor& q, const Tensor& k, const Tensor& v, const KvPools& kv, int64_t Hq, int64_t Hkv,
+                 int64_t D, float scale, const Tensor& out) override {
+    expect_bf16(q, "attention q");
+    expect_bf16(k, "attention k");
+    expect_bf16(v, "attention v");
+    expect_bf16(out, "attention output");
+    HYRAX_CHECK(kv.k && kv.v && kv.n_blocks > 0, "attention: no KV cache blocks");
+    kc::PagedKv pk;
+    pk.k = static_cast<bf16*>(kv.k);
+    pk.v = static_cast<bf16*>(kv.v);
+    pk.n_blocks = kv.n_blocks;
+    pk.block_size = kv.block_size;
+    pk.Hkv = Hkv;
+    pk.D = D;
+    pk.block_tables = dev_.block_tables;
+    pk.max_blocks_per_seq = std::max<int64_t>(step_.max_blocks, 1);
+    kc::AttnBatch batch;
+    batch.n_seqs = step_.n_seqs;
+    batch.T = step_.n_tokens;
+    batch.cu_seqlens = dev_.cu_seqlens;
+    batch.start_pos = dev_.start_pos;
+    batch.tok_seq = dev_.tok_seq;
+    kc::kv_cache_write(batch, bptr(k), k.row_stride(), bptr(v), v.row_stride(), pk, stream_);
+
+    kc::AttentionParams p;
+    p.batch = batch;
+    p.q = bptr(q);
+    p.ldq = q.row_stride();
+    p.out = bptr(out);
+    p.ldo = out.row_stride();
+    p.kv = pk;
+    p.Hq = Hq;
+    p.scale = scale;
+    if (kc::attention_prefill_tile_rows(D) == 128) kc::attention_prefill(p, dev_.tiles128, int64_t(tiles128_.size() / 2), stream_);
+    else kc::attention_prefill(p, dev_.tiles, int64_t(tiles_.size() / 2), stream_);
+    if (!single_.empty()) {
+      const int64_t need = kc::attention_decode_scratch(int64_t(single_.size()), Hq, D, max_kv_single_);
+      float* scratch = scratch_floats(need);
+      kc::attention_decode(p, dev_.single, int64_t(single_.size()), max_kv_single_, scratch, stream_);
+    }
+  }
+
+  void gather_rows(const Tensor& x, const std::vector<int32_t>& rows, const Tensor& out) override {
+    expect_bf16(x, "gather_rows input");
+    expect_bf16(out, "gather_rows output");
+    for (int32_t r : rows) HYRAX_CHECK(r >= 0 && r < x.rows(), "gather_rows: row ", r);
+    int32_t* h = rows_.host(std::max<size_t>(rows.size(), 1));
+    if (!rows.empty()) std::memcpy(h, rows.data(), rows.size() * sizeof(int32_t));
+    int32_t* d = rows_.upload(rows.size(), stream_);
+    kc::gather_rows(bptr(x), x.row_stride(), d, int64_t(rows.size()), x.dim(-1), bptr(out), out.row_stride(),
+                    stream_);
+  }
+
+ private:
+  void* gdn_scratch(size_t bytes) {
+    if (bytes > gdn_scratch_bytes_) {
+      if (gdn_scratch_) {
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+        CUDA_CHECK(cudaFree(gdn_scratch_));
+      }
+      gdn_scratch_ = alloc(bytes);
+      gdn_scratch_bytes_ = bytes;
+    }
+    return gdn_scratch_;
+  }
+
+  float* scratch_floats(int64_t n) {
+    const size_t bytes = size_t(std::max<int64_t>(n, 1)) * sizeof(float);
+    if (bytes > scratch_bytes_) {
+      if (scratch_) {
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+        CUDA_CHECK(cudaFree(scratch_));
+      }
+      scratch_ = alloc(bytes);
+      scratch_bytes_ = bytes;
+    }
+    return static_cast<float*>(scratch_);
+  }
+
+  struct DeviceMeta {
+    int32_t *tokens = nullptr, *positions = nullptr, *tok_seq = nullptr, *cu_seqlens = nullptr;
+    int32_t *start_pos = nullptr, *slots = nullptr, *block_tables = nullptr;
+    int32_t *single = nullptr, *multi = nullptr, *tiles = nullptr, *first_chunk = nullptr, *tiles128 = nullptr;
+  };
+
+  cudaStream_t stream_ = nullptr;
+  std::unique_ptr<kc::Gemm> gemm_;
+  std::vector<void*> owned_;
+  StepMeta step_;
+  std::vector<int32_t> single_, multi_, tiles_, first_chunk_, tiles128_;
+  int64_t max_kv_single_ = 0;
+  Staging meta_, rows_;
+  DeviceMeta dev_;
+  void* scratch_ = nullptr;  // attention decode partials
+  size_t scratch_bytes_ = 0;
+  void* gdn_scratch_ = nullptr;  // chunked GDN records
+  size_t gdn_scratch_bytes_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cuda_backend() { return std::make_unique<CudaBackend>(); }
+
+}  // namespace hyrax

@@ -1,0 +1,671 @@
+// The gated delta rule on the GPU: a recurrent kernel (decode) and a chunked WY-form kernel (prefill).
+//
+// Recurrent: a block of 128 threads owns 32 state columns of one (sequence, value head): 8 column quads × 16 row
+// groups, each thread holding ceil(Dk/16) rows × 4 columns of S in registers for the whole sequence. Per token:
+// kv = Sᵀk and o = Sᵀq are summed over the 16 row groups through shared memory in a fixed order.
+//
+// Chunked, per chunk of n tokens (rows i, j), with G = cumsum(g) (float64), γ = exp(G), tail = exp(G_n − G),
+// rq, rk the rows' inverse norms, s = 1/sqrt(Dk), and q, k, v the raw bf16 inputs:
+//   P  = lower((rq·s)_i rk_j (q·kᵀ)_ij exp(G_i − G_j))      L = strictly-lower(β_i rk_i rk_j (k·kᵀ)_ij exp(G_i − G_j))
+//   T  = (I + L)⁻¹  (float32: 16×16 diagonal blocks by substitution, then the off-diagonal blocks)
+//   R  = β ⊙ (V − γ·rk ⊙ (K·S))       Ũ = T·R
+//   O  = γ·rq·s ⊙ (Q·S) + P·Ũ         S ← γ_n·S + Kᵀ·(tail·rk ⊙ Ũ)
+// Prep kernel (one block per chunk and head, all in parallel): P, T and the row scales into a scratch record.
+// State kernel (one block of 8 warps per sequence, head and BV state columns): walks the chunks in order with the
+// state slice in shared memory (float32, plus a bf16 copy as the tensor-core operand), the next chunk's inputs
+// prefetched. Products run on tensor cores (mma.sync m16n8k16, bf16 operands, float32 accumulation) straight on the
+// raw inputs; norms, γ, β and tail scale float32 results, never rounded operands. Every output element sums its
+// products in one fixed order, independent of BV, of the other sequences and of where the caller split the
+// sequence (at multiples of 64).
+#include <algorithm>
+#include <cmath>
+
+#include "core/check.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/device_utils.cuh"
+#include "kernels/gated_delta_rule/gated_delta_rule_cuda.h"
+
+namespace hyrax::kernels::cuda {
+namespace {
+
+using namespace hyrax::cuda;
+
+/// g = −exp(A_log)·softplus(a + dt_bias) (softplus(x) = x above 20, as torch) and β = sigmoid(b)·(1 or 2).
+__device__ __forceinline__ void gate_beta(float a, float b, float A_log, float dt_bias, bool neg, float* g,
+                                          float* beta) {
+  const float x = a + dt_bias;
+  const float sp = x > 20.0f ? x : log1pf(expf(x));
+  *g = -expf(A_log) * sp;
+  const float sig = 1.0f / (1.0f + expf(-b));
+  *beta = neg ? 2.0f * sig : sig;
+}
+
+// ================================================================================================================
+// Recurrent form
+// ================================================================================================================
+
+constexpr int kRecThreads = 128, kRecCols = 32, kRecGroups = 16;
+
+// Enough blocks per SM to keep ~100 KB of state loads in flight (decode is a pass over the state).
+template <int RPT>
+__global__ __launch_bounds__(kRecThreads, RPT <= 2 ? 8 : RPT <= 8 ? 6 : 4) void gdn_recurrent_kernel(GdnParams p) {
+  __shared__ float qn[256], kn[256];
+  __shared__ float red_kv[kRecGroups][kRecCols], red_o[kRecGroups][kRecCols];
+  __shared__ float s_alpha, s_beta;
+  const int seq = p.seqs[blockIdx.z];
+  const int64_t h = blockIdx.y, hk = h / (p.Hv / p.Hk);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, quad = tid & 7, rg = tid >> 3;
+  const int64_t c = int64_t(blockIdx.x) * kRecCols + quad * 4;
+  const bool cok = c < p.Dv;
+  const int64_t t0 = p.cu_seqlens[seq], t1 = p.cu_seqlens[seq + 1];
+  if (t0 == t1) return;
+  const int Dk = int(p.Dk);
+  float* S = p.state + (int64_t(p.state_slots[seq]) * p.Hv + h) * p.Dk * p.Dv;
+
+  float s[RPT][4];
+#pragma unroll
+  for (int i = 0; i < RPT; ++i) {
+    const int r = rg + kRecGroups * i;
+    float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (r < Dk && cok) v = *reinterpret_cast<const float4*>(S + r * p.Dv + c);
+    s[i][0] = v.x, s[i][1] = v.y, s[i][2] = v.z, s[i][3] = v.w;
+  }
+  const float qscale = float(1.0 / sqrt(double(p.Dk)));
+
+  for (int64_t t = t0; t < t1; ++t) {
+    if (warp < 2) {  // warp 0 normalizes q, warp 1 k
+      const bf16* src = (warp == 0 ? p.q : p.k) + t * p.ld_qkv + hk * p.Dk;
+      float* dst = warp == 0 ? qn : kn;
+      float ss = 0.0f;
+      for (int d = lane; d < Dk; d += 32) ss += to_f(src[d]) * to_f(src[d]);
+      ss = warp_sum(ss);
+      const float r = 1.0f / sqrtf(ss + 1e-6f), sc = warp == 0 ? qscale : 1.0f;
+      for (int d = lane; d < Dk; d += 32) dst[d] = to_f(src[d]) * r * sc;
+    } else if (tid == 64) {
+      float g, beta;
+      gate_beta(to_f(p.a[t * p.ld_ab + h]), to_f(p.b[t * p.ld_ab + h]), p.A_log[h], p.dt_bias[h],
+                p.allow_neg_eigval, &g, &beta);
+      s_alpha = expf(g);
+      s_beta = beta;
+    }
+    float v4[4] = {0.f, 0.f, 0.f, 0.f};
+    if (cok) {
+      const bf16* vp = p.v + t * p.ld_qkv + h * p.Dv + c;
+#pragma unroll
+      for (int x = 0; x < 4; ++x) v4[x] = to_f(vp[x]);
+    }
+    __syncthreads();
+    // kv = Sᵀk: this thread's rows, then the 16 row groups in order.
+    float kv[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+    for (int i = 0; i < RPT; ++i) {
+      const int r = rg + kRecGroups * i;
+      if (r < Dk) {
+        const float kr = kn[r];
+#pragma unroll
+        for (int x = 0; x < 4; ++x) kv[x] = fmaf(kr, s[i][x], kv[x]);
+      }
+    }
+#pragma unroll
+    for (int x = 0; x < 4; ++x) red_kv[rg][quad * 4 + x] = kv[x];
+    __syncthreads();
+    const float alpha = s_alpha, beta = s_beta;
+    float u[4];
+#pragma unroll
+    for (int x = 0; x < 4; ++x) {
+      float tot = 0.0f;
+#pragma unroll
+      for (int g2 = 0; g2 < kRecGroups; ++g2) tot += red_kv[g2][quad * 4 + x];
+      u[x] = beta * (v4[x] - alpha * tot);
+    }
+    // S = αS + k uᵀ and o = Sᵀq.
+    float o[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+    for (int i = 0; i < RPT; ++i) {
+      const int r = rg + kRecGroups * i;
+      if (r < Dk) {
+        const float kr = kn[r], qr = qn[r];
+#pragma unroll
+        for (int x = 0; x < 4; ++x) {
+          s[i][x] = fmaf(alpha, s[i][x], kr * u[x]);
+          o[x] = fmaf(qr, s[i][x], o[x]);
+        }
+      }
+    }
+#pragma unroll
+    for (int x = 0; x < 4; ++x) red_o[rg][quad * 4 + x] = o[x];
+    __syncthreads();
+    if (rg == 0 && cok) {
+      bf16* op = p.out + t * p.ld_out + h * p.Dv + c;
+#pragma unroll
+      for (int x = 0; x < 4; ++x) {
+        float tot = 0.0f;
+#pragma unroll
+        for (int g2 = 0; g2 < kRecGroups; ++g2) tot += red_o[g2][quad * 4 + x];
+        op[x] = to_bf(tot);
+      }
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < RPT; ++i) {
+    const int r = rg + kRecGroups * i;
+    if (r < Dk && cok) *reinterpret_cast<float4*>(S + r * p.Dv + c) = make_float4(s[i][0], s[i][1], s[i][2], s[i][3]);
+  }
+}
+
+// ================================================================================================================
+// Chunked form
+// ================================================================================================================
+
+constexpr int kC = 64;  // chunk length
+
+// One chunk's record in the scratch, written by the prep kernel and read by the state kernel:
+//   P [64][64] bf16, T [64][64] bf16, row scales [4][64] float (o: γ·rq/sqrt(Dk), r: γ·rk, u: tail·rk, β), γ_n.
+constexpr size_t kRecP = 0, kRecT = 8192, kRecScale = 16384, kRecGn = 17408, kRecBytes = 17664;
+
+/// Copies rows [0, n) of a [64][width] bf16 block (source rows `ld_src` apart, columns [col0, col0 + width) of
+/// which those below `lim` exist) into shared memory rows `ld_dst` apart; zeros elsewhere. vec: 16-byte cp.async
+/// wherever a whole group of 8 is in range.
+template <int WIDTH, int THREADS>
+__device__ __forceinline__ void load_rows(bf16* dst, int ld_dst, const bf16* src, int64_t ld_src, int64_t col0,
+                                          int64_t lim, int n, bool vec) {
+  constexpr int G = WIDTH / 8;
+  const bf16 zero = to_bf(0.0f);
+  for (int e = threadIdx.x; e < kC * G; e += THREADS) {
+    const int i = e / G, c = (e % G) * 8;
+    const bf16* s = src + i * ld_src + col0 + c;
+    bf16* d = dst + i * ld_dst + c;
+    if (i < n && vec && col0 + c + 8 <= lim) {
+      cp_async16(d, s);
+    } else {
+#pragma unroll
+      for (int x = 0; x < 8; ++x) d[x] = (i < n && col0 + c + x < lim) ? s[x] : zero;
+    }
+  }
+}
+
+// ---- prep: one block per (chunk, value head), independent of the state ---------------------------------------
+
+constexpr int kPrepThreads = 256;
+
+template <int KP>
+struct PrepSmem {
+  static constexpr int LDK = KP + 8, LDF = kC + 4;
+  static constexpr size_t q = 0, k = q + size_t(kC) * LDK * 2, L32 = k + size_t(kC) * LDK * 2;
+  static constexpr size_t T32 = L32 + size_t(kC) * LDF * 4, M32 = T32 + size_t(kC) * LDF * 4;
+  static constexpr size_t G = M32 + size_t(3) * 256 * 4;  // doubles
+  static constexpr size_t rq = G + kC * 8, rk = rq + kC * 4, gv = rk + kC * 4, beta = gv + kC * 4;
+  static constexpr size_t gam = beta + kC * 4, tail = gam + kC * 4, total = tail + kC * 4;
+  static_assert(total <= 227 * 1024, "prep block needs more shared memory than an SM has");
+};
+
+template <int KP>
+__global__ __launch_bounds__(kPrepThreads) void gdn_chunk_prep_kernel(GdnParams p, GdnChunkWork w, bool vec) {
+  using L = PrepSmem<KP>;
+  constexpr int LDK = L::LDK, LDF = L::LDF, KS = KP / 16;
+  extern __shared__ __align__(16) unsigned char sm[];
+  bf16* qs = reinterpret_cast<bf16*>(sm + L::q);
+  bf16* ks = reinterpret_cast<bf16*>(sm + L::k);
+  float* L32 = reinterpret_cast<float*>(sm + L::L32);
+  float* T32 = reinterpret_cast<float*>(sm + L::T32);
+  float* M32 = reinterpret_cast<float*>(sm + L::M32);
+  double* G = reinterpret_cast<double*>(sm + L::G);
+  float* rq = reinterpret_cast<float*>(sm + L::rq);
+  float* rk = reinterpret_cast<float*>(sm + L::rk);
+  float* gv = reinterpret_cast<float*>(sm + L::gv);
+  float* beta = reinterpret_cast<float*>(sm + L::beta);
+  float* gam = reinterpret_cast<float*>(sm + L::gam);
+  float* tail = reinterpret_cast<float*>(sm + L::tail);
+
+  const int64_t ci = blockIdx.x, h = blockIdx.y, hk = h / (p.Hv / p.Hk);
+  const int seq = w.chunks[2 * ci], off = w.chunks[2 * ci + 1];
+  const int64_t t0 = p.cu_seqlens[seq], tc = t0 + off;
+  const int n = min(kC, int(p.cu_seqlens[seq + 1] - tc));
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tq = lane & 3;
+  unsigned char* rec = static_cast<unsigned char*>(w.scratch) + (ci * p.Hv + h) * kRecBytes;
+  bf16* Pg = reinterpret_cast<bf16*>(rec + kRecP);
+  bf16* Tg = reinterpret_cast<bf16*>(rec + kRecT);
+  float* scale_g = reinterpret_cast<float*>(rec + kRecScale);
+
+  load_rows<KP, kPrepThreads>(qs, LDK, p.q + tc * p.ld_qkv, p.ld_qkv, hk * p.Dk, (hk + 1) * p.Dk, n, vec);
+  load_rows<KP, kPrepThreads>(ks, LDK, p.k + tc * p.ld_qkv, p.ld_qkv, hk * p.Dk, (hk + 1) * p.Dk, n, vec);
+  cp_async_commit();
+  // Threads 128..191: the gates of the chunk's tokens.
+  const int gi = tid - 2 * kC;
+  float ra = 0.0f, rb = 0.0f;
+  if (gi >= 0 && gi < n) {
+    ra = to_f(p.a[(tc + gi) * p.ld_ab + h]);
+    rb = to_f(p.b[(tc + gi) * p.ld_ab + h]);
+  }
+  cp_async_wait_all();
+  __syncthreads();
+
+  // Row norms (thread r: q row r; thread 64 + r: k row r) and the gates.
+  if (tid < 2 * kC) {
+    const int r = tid & (kC - 1);
+    const bf16* row = (tid < kC ? qs : ks) + r * LDK;
+    float ss = 0.0f;
+#pragma unroll
+    for (int c = 0; c < KP; c += 8) {
+      const uint4 raw = *reinterpret_cast<const uint4*>(row + c);
+      const bf16* v8 = reinterpret_cast<const bf16*>(&raw);
+#pragma unroll
+      for (int x = 0; x < 8; ++x) ss += to_f(v8[x]) * to_f(v8[x]);
+    }
+    (tid < kC ? rq : rk)[r] = 1.0f / sqrtf(ss + 1e-6f);
+  } else if (gi < kC) {
+    float gg = 0.0f, bb = 0.0f;
+    if (gi < n) gate_beta(ra, rb, p.A_log[h], p.dt_bias[h], p.allow_neg_eigval, &gg, &bb);
+    gv[gi] = gg;
+    beta[gi] = bb;
+  }
+  __syncthreads();
+
+  // Warp 0: G = cumsum(g) in float64, γ, tail. Warps 1-3: raw q·k and k·k of the lower blocks -> T32, L32.
+  if (warp == 0) {
+    const double s0 = gv[2 * lane], s1 = s0 + double(gv[2 * lane + 1]);
+    double x = s1;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const double y = __shfl_up_sync(0xffffffffu, x, o);
+      if (lane >= o) x += y;
+    }
+    double ex = __shfl_up_sync(0xffffffffu, x, 1);
+    if (lane == 0) ex = 0.0;
+    G[2 * lane] = ex + s0;
+    G[2 * lane + 1] = ex + s1;
+    __syncwarp();
+    const double Gn = G[n - 1];
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int i = 2 * lane + e;
+      gam[i] = expf(float(G[i]));
+      tail[i] = expf(float(Gn - G[i]));
+    }
+    if (lane == 0) *reinterpret_cast<float*>(rec + kRecGn) = expf(float(Gn));
+  } else {
+    // Jobs (m-tile mt, n8-tile nt <= 2mt+1) of the lower block triangle: 2 + 4 + 6 + 8 = 20.
+    for (int jb = warp - 1; jb < 20; jb += kPrepThreads / 32 - 1) {
+      const int mt = jb < 2 ? 0 : jb < 6 ? 1 : jb < 12 ? 2 : 3;
+      const int nt = jb - (mt == 0 ? 0 : mt == 1 ? 2 : mt == 2 ? 6 : 12);
+      float aq[4] = {0, 0, 0, 0}, ak[4] = {0, 0, 0, 0};
+#pragma unroll
+      for (int kk = 0; kk < KS; ++kk) {
+        uint32_t fq[4], fk[4], b[2];
+        load_a<Major::Row>(fq, qs, LDK, 16 * mt, 16 * kk);
+        load_a<Major::Row>(fk, ks, LDK, 16 * mt, 16 * kk);
+        load_b1<Major::Col>(b, ks, LDK, 16 * kk, 8 * nt);
+        mma_bf16(aq, fq, b[0], b[1]);
+        mma_bf16(ak, fk, b[0], b[1]);
+      }
+      const int r = 16 * mt + g, cc = 8 * nt + 2 * tq;
+      T32[r * LDF + cc] = aq[0], T32[r * LDF + cc + 1] = aq[1];
+      T32[(r + 8) * LDF + cc] = aq[2], T32[(r + 8) * LDF + cc + 1] = aq[3];
+      L32[r * LDF + cc] = ak[0], L32[r * LDF + cc + 1] = ak[1];
+      L32[(r + 8) * LDF + cc] = ak[2], L32[(r + 8) * LDF + cc + 1] = ak[3];
+    }
+  }
+  __syncthreads();
+
+  // Decays and norms: P (to the record, zero above the diagonal) and L = β·Kn·Knᵀ ⊙ decay (strictly lower).
+  const float qscale = float(1.0 / sqrt(double(p.Dk)));
+  for (int e = tid; e < kC * kC; e += kPrepThreads) {
+    const int r = e / kC, cc = e % kC;
+    float pv = 0.0f;
+    if ((cc >> 4) <= (r >> 4)) {
+      const float d = cc <= r ? __expf(float(G[r] - G[cc])) : 0.0f;
+      pv = cc <= r ? T32[r * LDF + cc] * (rq[r] * qscale) * rk[cc] * d : 0.0f;
+      L32[r * LDF + cc] = cc < r ? beta[r] * (L32[r * LDF + cc] * rk[r] * rk[cc] * d) : 0.0f;
+    }
+    Pg[e] = to_bf(pv);
+  }
+  if (tid < kC) {
+    scale_g[tid] = gam[tid] * rq[tid] * qscale;
+    scale_g[kC + tid] = gam[tid] * rk[tid];
+    scale_g[2 * kC + tid] = tail[tid] * rk[tid];
+    scale_g[3 * kC + tid] = beta[tid];
+  }
+  __syncthreads();
+
+  // T = (I + L)⁻¹. Diagonal 16×16 blocks by forward substitution (lane -> block, column).
+  if (warp < 2) {
+    const int blk = warp * 2 + (lane >> 4), col = lane & 15, o = 16 * blk;
+    float x[16];
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+      float sacc = i == col ? 1.0f : 0.0f;
+#pragma unroll
+      for (int j = 0; j < i; ++j) sacc -= L32[(o + i) * LDF + o + j] * x[j];
+      x[i] = sacc;
+    }
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+      T32[(o + i) * LDF + o + col] = x[i];
+      Tg[(o + i) * kC + o + col] = to_bf(x[i]);
+    }
+  }
+  __syncthreads();
+  // Off-diagonal blocks by distance dd: T_ij = −T_ii · Σ_{k=j}^{i−1} L_ik T_kj, all threads on each step.
+  for (int dd = 1; dd < 4; ++dd) {
+    const int nb = 4 - dd;
+    for (int e = tid; e < nb * 256; e += kPrepThreads) {
+      const int blk = e >> 8, r = (e >> 4) & 15, cc = e & 15, bi = dd + blk, bj = blk;
+      float m = 0.0f;
+      for (int kb = bj; kb < bi; ++kb) {
+#pragma unroll
+        for (int q = 0; q < 16; ++q)
+          m += L32[(16 * bi + r) * LDF + 16 * kb + q] * T32[(16 * kb + q) * LDF + 16 * bj + cc];
+      }
+      M32[e] = m;
+    }
+    __syncthreads();
+    for (int e = tid; e < nb * 256; e += kPrepThreads) {
+      const int blk = e >> 8, r = (e >> 4) & 15, cc = e & 15, bi = dd + blk, bj = blk;
+      float m = 0.0f;
+#pragma unroll
+      for (int q = 0; q < 16; ++q) m += T32[(16 * bi + r) * LDF + 16 * bi + q] * M32[(blk << 8) + (q << 4) + cc];
+      T32[(16 * bi + r) * LDF + 16 * bj + cc] = -m;
+      Tg[(16 * bi + r) * kC + 16 * bj + cc] = to_bf(-m);
+    }
+    __syncthreads();
+  }
+}
+
+// ---- state pass: one block per (sequence, value head, value slice), chunks in order ---------------------------
+
+constexpr int kStateThreads = 256;
+
+template <int KP, int BV, int STAGES>
+struct StateSmem {
+  static constexpr int LDK = KP + 8, LDV = BV + 8, LDC = kC + 8, LDS = BV + 4;
+  // One stage: q, k rows, the value slice, P, T, the row scales and γ_n.
+  static constexpr size_t sq = 0, sk = sq + size_t(kC) * LDK * 2, sv = sk + size_t(kC) * LDK * 2;
+  static constexpr size_t sP = sv + size_t(kC) * LDV * 2, sT = sP + size_t(kC) * LDC * 2;
+  static constexpr size_t sScale = sT + size_t(kC) * LDC * 2, stage = sScale + 4 * kC * 4 + 16;
+  static constexpr size_t R = STAGES * stage, U = R + size_t(kC) * LDV * 2, Ut = U + size_t(kC) * LDV * 2;
+  static constexpr size_t S32 = Ut + size_t(kC) * LDV * 2, Sbf = S32 + size_t(KP) * LDS * 4;
+  static constexpr size_t total = Sbf + 2 * size_t(KP) * LDV * 2;
+  static_assert(stage % 16 == 0, "stage alignment");
+  static_assert(total <= 227 * 1024, "state block needs more shared memory than an SM has");
+};
+
+template <int KP, int BV, int STAGES>
+__global__ __launch_bounds__(kStateThreads, 1) void gdn_chunk_state_kernel(GdnParams p, GdnChunkWork w, bool vec) {
+  using L = StateSmem<KP, BV, STAGES>;
+  constexpr int LDK = L::LDK, LDV = L::LDV, LDC = L::LDC, LDS = L::LDS;
+  constexpr int KS = KP / 16, NTH = BV / 16;
+  extern __shared__ __align__(16) unsigned char sm[];
+  bf16* Rm = reinterpret_cast<bf16*>(sm + L::R);
+  bf16* Um = reinterpret_cast<bf16*>(sm + L::U);
+  bf16* Ut = reinterpret_cast<bf16*>(sm + L::Ut);
+  float* S32 = reinterpret_cast<float*>(sm + L::S32);
+  bf16* Sbf0 = reinterpret_cast<bf16*>(sm + L::Sbf);
+
+  const int i_seq = blockIdx.z, seq = p.seqs[i_seq];
+  const int64_t h = blockIdx.y, hk = h / (p.Hv / p.Hk), j0 = int64_t(blockIdx.x) * BV;
+  const int64_t t0 = p.cu_seqlens[seq], t1 = p.cu_seqlens[seq + 1];
+  if (t0 == t1) return;
+  const int nc = int((t1 - t0 + kC - 1) / kC), c_first = w.first_chunk[i_seq];
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tq = lane & 3;
+  const int Dk = int(p.Dk);
+  float* state = p.state + (int64_t(p.state_slots[seq]) * p.Hv + h) * p.Dk * p.Dv;
+
+  for (int e = tid; e < KP * BV; e += kStateThreads) {
+    const int r = e / BV, cc = e % BV;
+    const float v = (r < Dk && j0 + cc < p.Dv) ? state[int64_t(r) * p.Dv + j0 + cc] : 0.0f;
+    S32[r * LDS + cc] = v;
+    Sbf0[r * LDV + cc] = to_bf(v);
+  }
+  // Loads chunk c into stage st: q, k, v rows and the chunk's record.
+  auto fetch = [&](int c, int st) {
+    unsigned char* base = sm + size_t(st) * L::stage;
+    const int64_t tc = t0 + int64_t(c) * kC;
+    const int n = min(kC, int(t1 - tc));
+    load_rows<KP, kStateThreads>(reinterpret_cast<bf16*>(base + L::sq), LDK, p.q + tc * p.ld_qkv, p.ld_qkv,
+                                 hk * p.Dk, (hk + 1) * p.Dk, n, vec);
+    load_rows<KP, kStateThreads>(reinterpret_cast<bf16*>(base + L::sk), LDK, p.k + tc * p.ld_qkv, p.ld_qkv,
+                                 hk * p.Dk, (hk + 1) * p.Dk, n, vec);
+    load_rows<BV, kStateThreads>(reinterpret_cast<bf16*>(base + L::sv), LDV, p.v + tc * p.ld_qkv, p.ld_qkv,
+                                 h * p.Dv + j0, (h + 1) * p.Dv, n, vec);
+    const unsigned char* rec =
+        static_cast<const unsigned char*>(w.scratch) + (int64_t(c_first + c) * p.Hv + h) * kRecBytes;
+    for (int e = tid; e < 2 * kC * 8; e += kStateThreads) {  // P and T rows: 8 groups of 16 bytes each
+      const int which = e / (kC * 8), r = (e / 8) % kC, c16 = e % 8;
+      cp_async16(base + (which ? L::sT : L::sP) + size_t(r) * LDC * 2 + c16 * 16,
+                 rec + (which ? kRecT : kRecP) + r * 128 + c16 * 16);
+    }
+    for (int e = tid; e < 4 * kC / 4 + 1; e += kStateThreads)  // the row scales, then γ_n
+      cp_async16(base + L::sScale + e * 16, rec + kRecScale + e * 16);
+    cp_async_commit();
+  };
+  if (STAGES == 2) fetch(0, 0);
+
+  int sb = 0;  // which Sbf buffer holds the current state
+  for (int c = 0; c < nc; ++c) {
+    const int st = STAGES == 2 ? (c & 1) : 0;
+    if (STAGES == 1) {
+      __syncthreads();  // the previous chunk is done with the stage
+      fetch(c, 0);
+    }
+    cp_async_wait_all();
+    __syncthreads();
+    if (STAGES == 2 && c + 1 < nc) fetch(c + 1, st ^ 1);  // that stage was last read in chunk c - 1
+
+    const unsigned char* base = sm + size_t(st) * L::stage;
+    const bf16* qs = reinterpret_cast<const bf16*>(base + L::sq);
+    const bf16* ks = reinterpret_cast<const bf16*>(base + L::sk);
+    const bf16* vs = reinterpret_cast<const bf16*>(base + L::sv);
+    const bf16* Ps = reinterpret_cast<const bf16*>(base + L::sP);
+    const bf16* Ts = reinterpret_cast<const bf16*>(base + L::sT);
+    const float* o_scale = reinterpret_cast<const float*>(base + L::sScale);
+    const float* r_scale = o_scale + kC;
+    const float* u_scale = o_scale + 2 * kC;
+    const float* beta = o_scale + 3 * kC;
+    const float gn = o_scale[4 * kC];
+    const bf16* Sc = Sbf0 + sb * KP * LDV;
+    bf16* Sn = Sbf0 + (sb ^ 1) * KP * LDV;
+    const int64_t tc = t0 + int64_t(c) * kC;
+    const int n = min(kC, int(t1 - tc));
+    const int mt = warp & 3, n0 = (warp >> 2) * (BV / 2);
+    // Each thread's accumulator elements sit on rows r0 = 16mt + g and r0 + 8, in column pairs (c, c + 1).
+    const int r0 = 16 * mt + g, r1 = r0 + 8;
+    // R = β ⊙ (V − γ·rk ⊙ (K·S))
+    {
+      float acc[NTH][4];
+      zero_acc(acc);
+      warp_mma<NTH, Major::Row, Major::Row>(acc, ks, LDK, Sc, LDV, 16 * mt, n0, 0, KS);
+      const float b0 = beta[r0], b1 = beta[r1], s0 = r_scale[r0], s1 = r_scale[r1];
+#pragma unroll
+      for (int j = 0; j < NTH; ++j) {
+        const int cc = n0 + 8 * j + 2 * tq;
+        const float2 v0 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(vs + r0 * LDV + cc));
+        const float2 v1 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(vs + r1 * LDV + cc));
+        *reinterpret_cast<__nv_bfloat162*>(Rm + r0 * LDV + cc) =
+            __floats2bfloat162_rn(b0 * (v0.x - s0 * acc[j][0]), b0 * (v0.y - s0 * acc[j][1]));
+        *reinterpret_cast<__nv_bfloat162*>(Rm + r1 * LDV + cc) =
+            __floats2bfloat162_rn(b1 * (v1.x - s1 * acc[j][2]), b1 * (v1.y - s1 * acc[j][3]));
+      }
+    }
+    __syncthreads();
+    // Ũ = T·R (T lower triangular: k-steps 0..mt)
+    {
+      float acc[NTH][4];
+      zero_acc(acc);
+      warp_mma<NTH, Major::Row, Major::Row>(acc, Ts, LDC, Rm, LDV, 16 * mt, n0, 0, mt + 1);
+      const float u0 = u_scale[r0], u1 = u_scale[r1];
+#pragma unroll
+      for (int j = 0; j < NTH; ++j) {
+        const int cc = n0 + 8 * j + 2 * tq;
+        *reinterpret_cast<__nv_bfloat162*>(Um + r0 * LDV + cc) = __floats2bfloat162_rn(acc[j][0], acc[j][1]);
+        *reinterpret_cast<__nv_bfloat162*>(Um + r1 * LDV + cc) = __floats2bfloat162_rn(acc[j][2], acc[j][3]);
+        *reinterpret_cast<__nv_bfloat162*>(Ut + r0 * LDV + cc) =
+            __floats2bfloat162_rn(u0 * acc[j][0], u0 * acc[j][1]);
+        *reinterpret_cast<__nv_bfloat162*>(Ut + r1 * LDV + cc) =
+            __floats2bfloat162_rn(u1 * acc[j][2], u1 * acc[j][3]);
+      }
+    }
+    __syncthreads();
+    // O = γ·rq/sqrt(Dk) ⊙ (Q·S) + P·Ũ
+    {
+      float acc[NTH][4];
+      zero_acc(acc);
+      warp_mma<NTH, Major::Row, Major::Row>(acc, qs, LDK, Sc, LDV, 16 * mt, n0, 0, KS);
+      const float o0 = o_scale[r0], o1 = o_scale[r1];
+#pragma unroll
+      for (int j = 0; j < NTH; ++j) {
+        acc[j][0] *= o0, acc[j][1] *= o0, acc[j][2] *= o1, acc[j][3] *= o1;
+      }
+      warp_mma<NTH, Major::Row, Major::Row>(acc, Ps, LDC, Um, LDV, 16 * mt, n0, 0, mt + 1);
+      bf16* out0 = p.out + (tc + r0) * p.ld_out + h * p.Dv;
+      bf16* out1 = p.out + (tc + r1) * p.ld_out + h * p.Dv;
+#pragma unroll
+      for (int j = 0; j < NTH; ++j) {
+        const int64_t col = j0 + n0 + 8 * j + 2 * tq;  // even, and Dv is a multiple of 4: col + 1 < Dv too
+        if (col < p.Dv) {
+          if (r0 < n) out0[col] = to_bf(acc[j][0]), out0[col + 1] = to_bf(acc[j][1]);
+          if (r1 < n) out1[col] = to_bf(acc[j][2]), out1[col + 1] = to_bf(acc[j][3]);
+        }
+      }
+    }
+    // S ← γ_n·S + Kᵀ·(tail·rk ⊙ Ũ), into the other bf16 copy (the one above is still being read).
+    for (int jb = warp; jb < 2 * KS; jb += kStateThreads / 32) {
+      const int smt = jb >> 1, sn0 = (jb & 1) * (BV / 2), q0 = 16 * smt + g, q1 = q0 + 8;
+      float acc[NTH][4];
+#pragma unroll
+      for (int j = 0; j < NTH; ++j) {
+        const int cc = sn0 + 8 * j + 2 * tq;
+        const float2 a0 = *reinterpret_cast<const float2*>(S32 + q0 * LDS + cc);
+        const float2 a1 = *reinterpret_cast<const float2*>(S32 + q1 * LDS + cc);
+        acc[j][0] = gn * a0.x, acc[j][1] = gn * a0.y, acc[j][2] = gn * a1.x, acc[j][3] = gn * a1.y;
+      }
+      warp_mma<NTH, Major::Col, Major::Row>(acc, ks, LDK, Ut, LDV, 16 * smt, sn0, 0, kC / 16);
+#pragma unroll
+      for (int j = 0; j < NTH; ++j) {
+        const int cc = sn0 + 8 * j + 2 * tq;
+        *reinterpret_cast<float2*>(S32 + q0 * LDS + cc) = make_float2(acc[j][0], acc[j][1]);
+        *reinterpret_cast<float2*>(S32 + q1 * LDS + cc) = make_float2(acc[j][2], acc[j][3]);
+        *reinterpret_cast<__nv_bfloat162*>(Sn + q0 * LDV + cc) = __floats2bfloat162_rn(acc[j][0], acc[j][1]);
+        *reinterpret_cast<__nv_bfloat162*>(Sn + q1 * LDV + cc) = __floats2bfloat162_rn(acc[j][2], acc[j][3]);
+      }
+    }
+    sb ^= 1;
+    // The next chunk's first barrier orders these writes before their readers.
+  }
+  __syncthreads();
+  for (int e = tid; e < KP * BV; e += kStateThreads) {
+    const int r = e / BV, cc = e % BV;
+    if (r < Dk && j0 + cc < p.Dv) state[int64_t(r) * p.Dv + j0 + cc] = S32[r * LDS + cc];
+  }
+}
+
+// Which of the two launches to make (gdn_chunked makes both; the benchmark times them apart).
+enum Phase { kPrep = 1, kState = 2 };
+
+template <int KP, int BV>
+void launch_chunked(const GdnParams& p, const GdnChunkWork& w, bool vec, int phases, cudaStream_t stream) {
+  constexpr size_t prep_smem = PrepSmem<KP>::total;
+  constexpr int STAGES = KP <= 128 ? 2 : 1;
+  constexpr size_t state_smem = StateSmem<KP, BV, STAGES>::total;
+  static bool configured = false;
+  if (!configured) {
+    CUDA_CHECK(cudaFuncSetAttribute(gdn_chunk_prep_kernel<KP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    int(prep_smem)));
+    CUDA_CHECK(cudaFuncSetAttribute(gdn_chunk_state_kernel<KP, BV, STAGES>,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize, int(state_smem)));
+    configured = true;
+  }
+  if ((phases & kPrep) && w.n_chunks > 0) {
+    gdn_chunk_prep_kernel<KP><<<dim3(unsigned(w.n_chunks), unsigned(p.Hv)), kPrepThreads, prep_smem, stream>>>(
+        p, w, vec);
+    CUDA_CHECK_LAUNCH("gdn_chunked (prep)");
+  }
+  if (phases & kState) {
+    const dim3 grid(unsigned((p.Dv + BV - 1) / BV), unsigned(p.Hv), unsigned(p.n));
+    gdn_chunk_state_kernel<KP, BV, STAGES><<<grid, kStateThreads, state_smem, stream>>>(p, w, vec);
+    CUDA_CHECK_LAUNCH("gdn_chunked (state)");
+  }
+}
+
+template <int RPT>
+void launch_recurrent(const GdnParams& p, cudaStream_t stream) {
+  const dim3 grid(unsigned((p.Dv + kRecCols - 1) / kRecCols), unsigned(p.Hv), unsigned(p.n));
+  gdn_recurrent_kernel<RPT><<<grid, kRecThreads, 0, stream>>>(p);
+  CUDA_CHECK_LAUNCH("gdn_recurrent");
+}
+
+bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; }
+
+void check_params(const GdnParams& p) {
+  HYRAX_CHECK(p.Hk > 0 && p.Hv > 0 && p.Hv % p.Hk == 0, "value heads Hv=", p.Hv, " not a multiple of key heads Hk=",
+              p.Hk);
+  HYRAX_CHECK(p.Dk > 0 && p.Dk <= 256 && p.Dv > 0 && p.Dv <= 256 && p.Dv % 4 == 0, "GDN head dims Dk=", p.Dk,
+              " Dv=", p.Dv, " (supported: Dk, Dv <= 256, Dv a multiple of 4)");
+  HYRAX_CHECK(p.seqs && p.cu_seqlens && p.state_slots && p.state && p.q && p.k && p.v && p.a && p.b && p.A_log &&
+                  p.dt_bias && p.out,
+              "gated delta rule: null pointer");
+  HYRAX_CHECK(p.ld_qkv >= p.Hk * p.Dk && p.ld_qkv >= p.Hv * p.Dv && p.ld_ab >= p.Hv && p.ld_out >= p.Hv * p.Dv,
+              "gated delta rule: row strides ld_qkv=", p.ld_qkv, " ld_ab=", p.ld_ab, " ld_out=", p.ld_out);
+  HYRAX_CHECK(aligned16(p.state), "the state pool must be 16-byte aligned");
+  HYRAX_CHECK(p.n <= 65535 && p.Hv <= 65535, "gated delta rule: ", p.n, " sequences x ", p.Hv, " heads");
+}
+
+}  // namespace
+
+void gdn_recurrent(const GdnParams& p, cudaStream_t stream) {
+  if (p.n == 0) return;
+  check_params(p);
+  const int64_t rpt = (p.Dk + kRecGroups - 1) / kRecGroups;
+  if (rpt <= 1) return launch_recurrent<1>(p, stream);
+  if (rpt <= 2) return launch_recurrent<2>(p, stream);
+  if (rpt <= 3) return launch_recurrent<3>(p, stream);
+  if (rpt <= 4) return launch_recurrent<4>(p, stream);
+  if (rpt <= 6) return launch_recurrent<6>(p, stream);
+  if (rpt <= 8) return launch_recurrent<8>(p, stream);
+  if (rpt <= 12) return launch_recurrent<12>(p, stream);
+  return launch_recurrent<16>(p, stream);
+}
+
+GdnChunkPlan gdn_plan_chunks(const int32_t* cu_seqlens_host, const std::vector<int32_t>& seqs) {
+  GdnChunkPlan plan;
+  for (int32_t s : seqs) {
+    plan.first_chunk.push_back(int32_t(plan.chunks.size() / 2));
+    const int32_t len = cu_seqlens_host[s + 1] - cu_seqlens_host[s];
+    for (int32_t off = 0; off < len; off += kC) plan.chunks.push_back(s), plan.chunks.push_back(off);
+  }
+  return plan;
+}
+
+size_t gdn_chunked_scratch_bytes(int64_t n_chunks, int64_t Hv) { return size_t(std::max<int64_t>(n_chunks, 1) * Hv) * kRecBytes; }
+
+static void run_chunked(const GdnParams& p, const GdnChunkWork& w, int phases, cudaStream_t stream) {
+  if (p.n == 0) return;
+  check_params(p);
+  HYRAX_CHECK(w.first_chunk && (w.n_chunks == 0 || (w.chunks && w.scratch)), "gdn_chunked: missing chunk work");
+  HYRAX_CHECK(w.n_chunks <= INT32_MAX, "gdn_chunked: ", w.n_chunks, " chunks");
+  HYRAX_CHECK(w.value_slice == 0 || w.value_slice == 32 || w.value_slice == 48, "value_slice=", w.value_slice);
+  const bool vec = p.ld_qkv % 8 == 0 && p.Dk % 8 == 0 && p.Dv % 8 == 0 && aligned16(p.q) && aligned16(p.k) &&
+                   aligned16(p.v);
+  const bool bv48 = w.value_slice ? w.value_slice == 48 : p.Dv % 48 == 0;
+  if (p.Dk <= 16) return launch_chunked<16, 32>(p, w, vec, phases, stream);
+  if (p.Dk <= 32) return launch_chunked<32, 32>(p, w, vec, phases, stream);
+  if (p.Dk <= 64)
+    return bv48 ? launch_chunked<64, 48>(p, w, vec, phases, stream) : launch_chunked<64, 32>(p, w, vec, phases, stream);
+  if (p.Dk <= 96)
+    return bv48 ? launch_chunked<96, 48>(p, w, vec, phases, stream) : launch_chunked<96, 32>(p, w, vec, phases, stream);
+  if (p.Dk <= 128)
+    return bv48 ? launch_chunked<128, 48>(p, w, vec, phases, stream)
+                : launch_chunked<128, 32>(p, w, vec, phases, stream);
+  return launch_chunked<256, 32>(p, w, vec, phases, stream);
+}
+
+void gdn_chunked(const GdnParams& p, const GdnChunkWork& w, cudaStream_t stream) {
+  run_chunked(p, w, kPrep | kState, stream);
+}
+void gdn_chunked_prep(const GdnParams& p, const GdnChunkWork& w, cudaStream_t stream) {
+  run_chunked(p, w, kPrep, stream);
+}
+void gdn_chunked_state(const GdnParams& p, const GdnChunkWork& w, cudaStream_t stream) {
+  run_chunked(p, w, kState, stream);
+}
+
+}  // namespace hyrax::kernels::cuda

@@ -1,0 +1,101 @@
+// RMS norms on the GPU. One block per row (rms_norm) or one warp per head (gated_rms_norm); sums of squares in
+// float32 in a fixed order (per-thread strided partials, then warp butterflies, then warps in order).
+#include <algorithm>
+
+#include "core/check.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/device_utils.cuh"
+#include "kernels/rms_norm/rms_norm_cuda.h"
+
+namespace hyrax::kernels::cuda {
+namespace {
+
+using hyrax::cuda::bf16;
+using hyrax::cuda::block_sum;
+using hyrax::cuda::silu;
+using hyrax::cuda::to_bf;
+using hyrax::cuda::to_f;
+using hyrax::cuda::warp_sum;
+
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+
+// VEC: 8 bf16 (16 bytes) per access; needs C, ldx, ldy multiples of 8 and 16-byte aligned rows.
+template <bool VEC>
+__global__ void rms_norm_kernel(RmsNormParams p) {
+  __shared__ float red[32];
+  const int64_t row = blockIdx.x;
+  const bf16* x = p.x + row * p.ldx;
+  bf16* y = p.y + row * p.ldy;
+  float ss = 0.0f;
+  if constexpr (VEC) {
+    for (int64_t c = threadIdx.x * 8; c < p.C; c += blockDim.x * 8) {
+      const uint4 raw = *reinterpret_cast<const uint4*>(x + c);
+      const bf16* v = reinterpret_cast<const bf16*>(&raw);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) ss += to_f(v[i]) * to_f(v[i]);
+    }
+  } else {
+    for (int64_t c = threadIdx.x; c < p.C; c += blockDim.x) ss += to_f(x[c]) * to_f(x[c]);
+  }
+  ss = block_sum(ss, red);
+  const float r = 1.0f / sqrtf(ss / float(p.C) + p.eps);
+  if constexpr (VEC) {
+    for (int64_t c = threadIdx.x * 8; c < p.C; c += blockDim.x * 8) {
+      const uint4 raw = *reinterpret_cast<const uint4*>(x + c);
+      const bf16* v = reinterpret_cast<const bf16*>(&raw);
+      uint4 out;
+      bf16* o = reinterpret_cast<bf16*>(&out);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) o[i] = to_bf(p.w[c + i] * (to_f(v[i]) * r));
+      *reinterpret_cast<uint4*>(y + c) = out;
+    }
+  } else {
+    for (int64_t c = threadIdx.x; c < p.C; c += blockDim.x) y[c] = to_bf(p.w[c] * (to_f(x[c]) * r));
+  }
+}
+
+// One warp per (token, head).
+__global__ void gated_rms_norm_kernel(GatedRmsNormParams p) {
+  const int64_t item = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  if (item >= p.T * p.H) return;
+  const int lane = threadIdx.x & 31;
+  const int64_t t = item / p.H, h = item % p.H;
+  const bf16* x = p.x + t * p.ldx + h * p.D;
+  const bf16* g = p.gate + t * p.ldg + h * p.D;
+  bf16* y = p.y + t * p.ldy + h * p.D;
+  float ss = 0.0f;
+  for (int64_t d = lane; d < p.D; d += 32) ss += to_f(x[d]) * to_f(x[d]);
+  ss = warp_sum(ss);
+  const float r = 1.0f / sqrtf(ss / float(p.D) + p.eps);
+  for (int64_t d = lane; d < p.D; d += 32) y[d] = to_bf(to_f(x[d]) * r * p.w[d] * silu(to_f(g[d])));
+}
+
+}  // namespace
+
+void rms_norm(const RmsNormParams& p, cudaStream_t stream) {
+  HYRAX_CHECK(p.T >= 0 && p.C > 0, "T=", p.T, " C=", p.C);
+  if (p.T == 0) return;
+  HYRAX_CHECK(p.x && p.w && p.y, "null pointer");
+  HYRAX_CHECK(p.ldx >= p.C && p.ldy >= p.C, "row strides ldx=", p.ldx, " ldy=", p.ldy, " below C=", p.C);
+  HYRAX_CHECK(p.T <= INT32_MAX, "T=", p.T);
+  const bool vec = p.C % 8 == 0 && p.ldx % 8 == 0 && p.ldy % 8 == 0 && aligned16(p.x) && aligned16(p.y);
+  const int64_t per_thread = vec ? 8 : 1;
+  const int threads = int(std::min<int64_t>(256, std::max<int64_t>(32, (p.C / per_thread + 31) / 32 * 32)));
+  if (vec) rms_norm_kernel<true><<<unsigned(p.T), threads, 0, stream>>>(p);
+  else rms_norm_kernel<false><<<unsigned(p.T), threads, 0, stream>>>(p);
+  CUDA_CHECK_LAUNCH("rms_norm");
+}
+
+void gated_rms_norm(const GatedRmsNormParams& p, cudaStream_t stream) {
+  HYRAX_CHECK(p.T >= 0 && p.H > 0 && p.D > 0, "T=", p.T, " H=", p.H, " D=", p.D);
+  if (p.T == 0) return;
+  HYRAX_CHECK(p.x && p.gate && p.w && p.y, "null pointer");
+  const int64_t row = p.H * p.D;
+  HYRAX_CHECK(p.ldx >= row && p.ldg >= row && p.ldy >= row, "row strides below H*D=", row);
+  const int64_t items = p.T * p.H;
+  const int warps = 8;
+  gated_rms_norm_kernel<<<unsigned((items + warps - 1) / warps), warps * 32, 0, stream>>>(p);
+  CUDA_CHECK_LAUNCH("gated_rms_norm");
+}
+
+}  // namespace hyrax::kernels::cuda

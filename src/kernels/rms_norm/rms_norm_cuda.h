@@ -1,0 +1,40 @@
+// RMS normalization on the GPU: bf16 activations, float32 weights and arithmetic (see rms_norm.h for the math).
+// Each row is reduced by one block in a fixed order, so a row's result never depends on the other rows.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace hyrax::kernels::cuda {
+
+struct RmsNormParams {
+  const __nv_bfloat16* x = nullptr;  // [T, C], row stride ldx
+  int64_t ldx = 0;
+  const float* w = nullptr;  // [C]
+  __nv_bfloat16* y = nullptr;  // [T, C], row stride ldy; may alias x (then ldy == ldx)
+  int64_t ldy = 0;
+  int64_t T = 0, C = 0;
+  float eps = 1e-6f;
+};
+
+/// y = x / sqrt(mean(x²) + eps) * w
+void rms_norm(const RmsNormParams& p, cudaStream_t stream);
+
+struct GatedRmsNormParams {
+  const __nv_bfloat16* x = nullptr;  // [T, H, D], row stride ldx between tokens
+  int64_t ldx = 0;
+  const __nv_bfloat16* gate = nullptr;  // [T, H, D], row stride ldg
+  int64_t ldg = 0;
+  const float* w = nullptr;  // [D]
+  __nv_bfloat16* y = nullptr;  // [T, H, D], row stride ldy; may alias x
+  int64_t ldy = 0;
+  int64_t T = 0, H = 0, D = 0;
+  float eps = 1e-5f;
+};
+
+/// Per head: y = x / sqrt(mean(x²) + eps) * w * silu(gate)
+void gated_rms_norm(const GatedRmsNormParams& p, cudaStream_t stream);
+
+}  // namespace hyrax::kernels::cuda
