@@ -10,7 +10,12 @@
 
 namespace hyrax::test {
 
-inline std::string source_dir() { return HYRAX_SOURCE_DIR; }
+/// The source tree: where this binary was built from, or (a build carried to another machine) the working directory.
+inline std::string source_dir() {
+  const std::string built = HYRAX_SOURCE_DIR;
+  if (std::filesystem::exists(built + "/tests/fixtures")) return built;
+  return std::filesystem::current_path().string();
+}
 inline std::string fixture_dir(const std::string& name) { return source_dir() + "/tests/fixtures/" + name; }
 
 inline nlohmann::json read_json(const std::string& path) {

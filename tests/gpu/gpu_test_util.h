@@ -15,36 +15,15 @@
 
 #include "core/dtype.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/kernel_test_util.h"
+#include "test_util.h"
 
 namespace hyrax::gputest {
 
-/// The source tree: where this binary was built from, or (a build carried to another machine) the working directory.
-inline std::string source_dir() {
-  const std::string built = HYRAX_SOURCE_DIR;
-  if (std::filesystem::exists(built + "/tests/fixtures")) return built;
-  return std::filesystem::current_path().string();
-}
-inline std::string fixture_dir(const std::string& name) { return source_dir() + "/tests/fixtures/" + name; }
-
-/// A fresh seed for every case (deterministic across runs so a failure can be replayed; tests print it).
-inline uint64_t next_seed() {
-  static uint64_t s = 0xC0FFEEULL;
-  s = s * 6364136223846793005ULL + 1442695040888963407ULL;
-  return s >> 17;
-}
-
-struct Rng {
-  std::mt19937_64 gen;
-  explicit Rng(uint64_t seed) : gen(seed) {}
-  float normal(float sd = 1.0f) { return std::normal_distribution<float>(0.0f, sd)(gen); }
-  float uniform(float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(gen); }
-  int uniform_int(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(gen); }
-  std::vector<float> normal_vec(size_t n, float sd = 1.0f) {
-    std::vector<float> v(n);
-    for (float& x : v) x = normal(sd);
-    return v;
-  }
-};
+using test::fixture_dir;
+using test::next_seed;
+using test::Rng;
+using test::source_dir;
 
 /// Rounds every value to bf16 (what the GPU sees), in place; returns the vector for chaining.
 inline std::vector<float> round_bf16(std::vector<float> v) {
