@@ -81,6 +81,7 @@ void run(const Options& o) {
   });
   if (stream) std::fputs(stream->finish().c_str(), stdout);
   std::printf("\n");
+  std::fflush(stdout);
   if (o.stats) {
     const double n = double(res.tokens.size());
     std::fprintf(stderr, "prompt %lld tokens in %.3f s (%.1f tok/s); generated %zu tokens in %.3f s (%.1f tok/s)\n",
