@@ -63,9 +63,20 @@ std::vector<float> Engine::step(const std::vector<StepItem>& items) {
            pool_->config().block_size, " positions");
     }
   }
+  // Pack the sequences bringing one token (decoding) first, in their given order, then the others: a device
+  // backend runs each sequence's work by its own length, and keeping the one-token rows a leading block lets it
+  // give them their own row-invariant kernels (docs/CUDA.md). The logits come back in the caller's order.
+  std::vector<size_t> order;
+  for (size_t i = 0; i < items.size(); ++i)
+    if (items[i].n_tokens == 1) order.push_back(i);
+  for (size_t i = 0; i < items.size(); ++i)
+    if (items[i].n_tokens != 1) order.push_back(i);
   std::vector<int32_t> tables(items.size() * size_t(std::max<int64_t>(max_blocks, 1)), 0);
-  for (size_t i = 0; i < items.size(); ++i) {
+  std::vector<size_t> out_first(items.size());  // each item's first logits row in the packed order
+  for (size_t oi = 0; oi < order.size(); ++oi) {
+    const size_t i = order[oi];
     const StepItem& it = items[i];
+    out_first[i] = rows.size();
     const int32_t row0 = int32_t(tokens.size());
     for (int64_t t = 0; t < it.n_tokens; ++t) {
       tokens.push_back(it.tokens[t]);
@@ -74,7 +85,7 @@ std::vector<float> Engine::step(const std::vector<StepItem>& items) {
     cu.push_back(int32_t(tokens.size()));
     start.push_back(int32_t(it.seq->n_cached));
     slots.push_back(it.seq->slot);
-    std::copy(it.seq->blocks.begin(), it.seq->blocks.end(), tables.begin() + int64_t(i) * std::max<int64_t>(max_blocks, 1));
+    std::copy(it.seq->blocks.begin(), it.seq->blocks.end(), tables.begin() + int64_t(oi) * std::max<int64_t>(max_blocks, 1));
     if (it.all_logits) {
       for (int64_t t = 0; t < it.n_tokens; ++t) rows.push_back(row0 + int32_t(t));
     } else {
@@ -109,8 +120,16 @@ std::vector<float> Engine::step(const std::vector<StepItem>& items) {
   model_->forward(m, *pool_, rows, logits);
   for (const auto& it : items) it.seq->n_cached += it.n_tokens;
 
-  std::vector<float> out(rows.size() * size_t(V));
-  backend_->copy_to_host(out.data(), logits_dev_, bytes);
+  std::vector<float> packed(rows.size() * size_t(V));
+  backend_->copy_to_host(packed.data(), logits_dev_, bytes);
+  if (std::is_sorted(order.begin(), order.end())) return packed;
+  std::vector<float> out(packed.size());
+  size_t at = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const size_t n = items[i].all_logits ? size_t(items[i].n_tokens) : 1;
+    std::copy_n(packed.begin() + int64_t(out_first[i] * size_t(V)), n * size_t(V), out.begin() + int64_t(at));
+    at += n * size_t(V);
+  }
   return out;
 }
 
