@@ -130,13 +130,18 @@ TEST(GpuRope, MatchesReference) {
   }
 }
 
-TEST(GpuConv1d, MatchesReferenceOutputsAndStateVarlen) {
+// (C, row stride): 16-byte aligned rows take the vectorized kernel (runs of 16 tokens crossing sequence starts),
+// the others the one-thread-per-element kernel.
+class GpuConv1d : public ::testing::TestWithParam<std::pair<int64_t, int64_t>> {};
+
+TEST_P(GpuConv1d, MatchesReferenceOutputsAndStateVarlen) {
   REQUIRE_GPU();
   const uint64_t seed = next_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
   Rng rng(seed);
-  const int64_t C = 40, W = 4, ld = 48, n_slots = 6;
-  const std::vector<int32_t> lens = {5, 1, 2, 9}, slots = {4, 0, 2, 5};
+  const auto [C, ld] = GetParam();
+  const int64_t W = 4, n_slots = 7;
+  const std::vector<int32_t> lens = {5, 1, 2, 9, 40, 1, 17}, slots = {4, 0, 2, 5, 6, 1, 3};
   std::vector<int32_t> cu = {0}, tok_seq;
   for (size_t s = 0; s < lens.size(); ++s) {
     cu.push_back(cu.back() + lens[s]);
@@ -183,6 +188,58 @@ TEST(GpuConv1d, MatchesReferenceOutputsAndStateVarlen) {
   // The state holds inputs (bf16 values, exact in float32) or old state: bitwise, untouched slots included.
   EXPECT_TRUE(same_bits(download_f32(dst, state.size()), state_ref));
 }
+
+// The vectorized and the per-element kernels sum the same products in the same order: bitwise the same outputs.
+TEST(GpuConv1dPaths, VectorizedAndPerElementKernelsAgreeBitwise) {
+  REQUIRE_GPU();
+  const uint64_t seed = next_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  Rng rng(seed);
+  const int64_t C = 64, W = 4;
+  const std::vector<int32_t> lens = {3, 1, 30, 20}, slots = {1, 3, 0, 2};
+  std::vector<int32_t> cu = {0}, tok_seq;
+  for (size_t s = 0; s < lens.size(); ++s) {
+    cu.push_back(cu.back() + lens[s]);
+    for (int i = 0; i < lens[s]; ++i) tok_seq.push_back(int32_t(s));
+  }
+  const int64_t T = cu.back();
+  auto w = rng.normal_vec(size_t(C * W), 0.5f);
+  auto state = rng.normal_vec(size_t(4 * (W - 1) * C));
+  auto x = strided(rng, T, C, C);
+  DevBuf dw = upload_f32(w), dcu = upload_i32(cu), dsl = upload_i32(slots), dts = upload_i32(tok_seq);
+  std::vector<std::vector<float>> outs;
+  for (int64_t ld : {C, C + 4}) {  // 128-byte rows: vectorized; 136-byte rows: per element
+    std::vector<float> xs(size_t(T * ld), 0.0f);
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t c = 0; c < C; ++c) xs[size_t(t * ld + c)] = x[size_t(t * C + c)];
+    DevBuf dx = upload_bf16(xs), dst = upload_f32(state), dy(size_t(T * ld) * 2);
+    dy.poison();
+    kc::Conv1dParams p;
+    p.n_seqs = int64_t(lens.size());
+    p.T = T;
+    p.cu_seqlens = dcu.get<int32_t>();
+    p.state_slots = dsl.get<int32_t>();
+    p.tok_seq = dts.get<int32_t>();
+    p.state = dst.get<float>();
+    p.x = dx.get<bf16>();
+    p.ldx = ld;
+    p.y = dy.get<bf16>();
+    p.ldy = ld;
+    p.w = dw.get<float>();
+    p.C = C;
+    p.W = W;
+    kc::conv1d(p, nullptr);
+    auto y = download_bf16(dy, size_t(T * ld));
+    std::vector<float> packed;
+    for (int64_t t = 0; t < T; ++t) packed.insert(packed.end(), y.begin() + t * ld, y.begin() + t * ld + C);
+    outs.push_back(packed);
+  }
+  EXPECT_TRUE(same_bits(outs[0], outs[1]));
+}
+
+INSTANTIATE_TEST_SUITE_P(Layouts, GpuConv1d,
+                         ::testing::Values(std::make_pair(int64_t(40), int64_t(48)), std::make_pair(int64_t(64), int64_t(64)),
+                                           std::make_pair(int64_t(36), int64_t(44))));
 
 // ---- GEMM: correctness and batch invariance of the pinned cuBLASLt algorithms ----
 

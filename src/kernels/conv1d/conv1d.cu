@@ -1,6 +1,11 @@
-// conv1d on the GPU: one thread per (token, channel) for the outputs (taps summed in order j = 0 .. W-1), then one
-// thread per (sequence, channel) shifts the last W-1 inputs into the state. Two launches, so that every output
-// reads the state as it was before the step.
+// conv1d on the GPU: the outputs first (taps summed in order j = 0 .. W-1 from 0 with fmaf), then one thread per
+// (sequence, channel) shifts the last W-1 inputs into the state. Two launches, so that every output reads the state
+// as it was before the step.
+//
+// Outputs: where W = 4 and rows are 16-byte aligned, a thread owns 8 channels of a run of 16 tokens, loads each input
+// once (16-byte loads) and slides its window over the run, rebuilding it from the state or the inputs where a new
+// sequence starts; otherwise one thread per (token, channel). Both sum the same products in the same order: the
+// same bits.
 #include <algorithm>
 
 #include "core/check.h"
@@ -32,6 +37,69 @@ __global__ void conv1d_out_kernel(Conv1dParams p) {
   }
 }
 
+constexpr int kRun = 16;  // tokens per thread in the vectorized kernel
+
+template <int W>
+__global__ void conv1d_out_vec_kernel(Conv1dParams p) {
+  static_assert(W >= 2, "a window of at least two taps");
+  constexpr int S = W - 1;
+  const int64_t c0 = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 8;
+  if (c0 >= p.C) return;
+  const int64_t tb = int64_t(blockIdx.y) * kRun, te = tb + kRun < p.T ? tb + kRun : p.T;
+  float w[8][W];
+#pragma unroll
+  for (int k = 0; k < 8; ++k)
+#pragma unroll
+    for (int j = 0; j < W; ++j) w[k][j] = p.w[(c0 + k) * W + j];
+  auto load_x = [&](int64_t t, float* out) {
+    const uint4 v = *reinterpret_cast<const uint4*>(p.x + t * p.ldx + c0);
+    const __nv_bfloat16* b = reinterpret_cast<const __nv_bfloat16*>(&v);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) out[k] = to_f(b[k]);
+  };
+  float win[S][8];  // win[j]: the input at i - S + j for the current token i
+  int cur = -1;
+  for (int64_t t = tb; t < te; ++t) {
+    const int s = p.tok_seq[t];
+    const int64_t t0 = p.cu_seqlens[s], i = t - t0;
+    if (s != cur) {  // first token of the run, or a new sequence: the window from the inputs or the state
+      cur = s;
+      const float* st = p.state + int64_t(p.state_slots[s]) * S * p.C;
+#pragma unroll
+      for (int j = 0; j < S; ++j) {
+        const int64_t q = i - S + j;
+        if (q >= 0) {
+          load_x(t0 + q, win[j]);
+        } else {
+          const float4 a = *reinterpret_cast<const float4*>(st + (S + q) * p.C + c0);
+          const float4 b = *reinterpret_cast<const float4*>(st + (S + q) * p.C + c0 + 4);
+          win[j][0] = a.x, win[j][1] = a.y, win[j][2] = a.z, win[j][3] = a.w;
+          win[j][4] = b.x, win[j][5] = b.y, win[j][6] = b.z, win[j][7] = b.w;
+        }
+      }
+    }
+    float xt[8];
+    load_x(t, xt);
+    uint4 out;
+    __nv_bfloat16* ob = reinterpret_cast<__nv_bfloat16*>(&out);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      float acc = 0.0f;
+#pragma unroll
+      for (int j = 0; j < S; ++j) acc = fmaf(w[k][j], win[j][k], acc);
+      acc = fmaf(w[k][S], xt[k], acc);
+      ob[k] = to_bf(p.silu ? silu(acc) : acc);
+    }
+    *reinterpret_cast<uint4*>(p.y + t * p.ldy + c0) = out;
+#pragma unroll
+    for (int j = 0; j + 1 < S; ++j)
+#pragma unroll
+      for (int k = 0; k < 8; ++k) win[j][k] = win[j + 1][k];
+#pragma unroll
+    for (int k = 0; k < 8; ++k) win[S - 1][k] = xt[k];
+  }
+}
+
 __global__ void conv1d_state_kernel(Conv1dParams p) {
   const int64_t n = p.n_seqs * p.C, S = p.W - 1;
   for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < n; e += int64_t(gridDim.x) * blockDim.x) {
@@ -60,7 +128,15 @@ void conv1d(const Conv1dParams& p, cudaStream_t stream) {
   HYRAX_CHECK(p.ldx >= p.C && p.ldy >= p.C, "row strides ldx=", p.ldx, " ldy=", p.ldy, " below C=", p.C);
   HYRAX_CHECK(static_cast<const void*>(p.x) != static_cast<const void*>(p.y), "y must not alias x");
   const int threads = 256;
-  conv1d_out_kernel<<<blocks_for(p.T * p.C, threads), threads, 0, stream>>>(p);
+  auto aligned = [](const void* ptr, int64_t ld) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0 && ld % 8 == 0; };
+  if (p.W == 4 && p.C % 8 == 0 && aligned(p.x, p.ldx) && aligned(p.y, p.ldy) && aligned(p.state, 8) &&
+      (p.T + kRun - 1) / kRun <= 65535) {
+    const int vt = 128;
+    const dim3 grid(unsigned((p.C / 8 + vt - 1) / vt), unsigned((p.T + kRun - 1) / kRun));
+    conv1d_out_vec_kernel<4><<<grid, vt, 0, stream>>>(p);
+  } else {
+    conv1d_out_kernel<<<blocks_for(p.T * p.C, threads), threads, 0, stream>>>(p);
+  }
   CUDA_CHECK_LAUNCH("conv1d (outputs)");
   if (p.W > 1) {
     conv1d_state_kernel<<<blocks_for(p.n_seqs * p.C, threads), threads, 0, stream>>>(p);
