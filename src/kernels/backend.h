@@ -87,6 +87,18 @@ class Backend {
   virtual void swiglu(const Tensor& gate, const Tensor& up, const Tensor& y) = 0;
   /// y = a + b; y may alias either.
   virtual void add(const Tensor& a, const Tensor& b, const Tensor& y) = 0;
+  /// The pre-norm residual step: x = x + d, then h = rms_norm(x)·w. A backend may fuse the two passes; the result
+  /// is the same as add then rms_norm.
+  virtual void add_rms_norm(const Tensor& x, const Tensor& d, const Tensor& w, float eps, const Tensor& h) {
+    add(x, d, x);
+    rms_norm(x, w, eps, h);
+  }
+  /// The post-norm residual step: x = x + rms_norm(d)·w, the same as rms_norm then add. d is scratch: its contents
+  /// afterwards are unspecified.
+  virtual void rms_norm_add(const Tensor& d, const Tensor& w, float eps, const Tensor& x) {
+    rms_norm(d, w, eps, d);
+    add(x, d, x);
+  }
   /// Causal depthwise conv (taps w [C, W]) + SiLU over each sequence, continuing from and updating its conv state.
   virtual void conv1d(const Tensor& x, const Tensor& w, float* conv_pool, const Tensor& y) = 0;
   /// The gated delta rule over each sequence, continuing from and updating its state; see

@@ -71,27 +71,31 @@ class OlmoHybrid final : public Model {
     Tensor h = ws_.get("h", T, C);       // normed input of a block
     Tensor out = ws_.get("out", T, C);   // a block's output
     be_.embed(embed_tokens_, x);
-    for (int64_t il = 0; il < cfg_.num_hidden_layers; ++il) {
+    // The residual adds are fused with the norm beside them (Backend::add_rms_norm / rms_norm_add: the same bits as
+    // the separate ops); `h_ready`: h already holds this linear layer's normed input.
+    bool h_ready = false;
+    const int64_t n_layers = cfg_.num_hidden_layers;
+    for (int64_t il = 0; il < n_layers; ++il) {
       if (cfg_.is_linear[size_t(il)]) {
         const LinearLayer& L = linear_[size_t(il)];
-        // h = x + GDN(rms(x))
-        be_.rms_norm(x, L.input_norm, eps, h);
+        // x = x + GDN(rms(x))
+        if (!h_ready) be_.rms_norm(x, L.input_norm, eps, h);
         gated_deltanet_forward(be_, L.gdn, gdn_shape_, h, pool.recurrent(int(il)), ws_, out);
-        be_.add(x, out, x);
-        // out = h + MLP(rms(h))
-        be_.rms_norm(x, L.post_attention_norm, eps, h);
+        be_.add_rms_norm(x, out, L.post_attention_norm, eps, h);
+        // x = x + MLP(rms(x)), then the next linear layer's input norm in the same pass
         mlp_forward(be_, L.mlp, h, ws_, out);
-        be_.add(x, out, x);
+        h_ready = il + 1 < n_layers && cfg_.is_linear[size_t(il + 1)];
+        if (h_ready) be_.add_rms_norm(x, out, linear_[size_t(il + 1)].input_norm, eps, h);
+        else be_.add(x, out, x);
       } else {
         const AttentionLayer& L = attention_[size_t(il)];
-        // h = x + rms(Attn(x))
+        // x = x + rms(Attn(x))
         attention_forward(be_, L.attn, attn_shape_, x, pool.kv(int(il)), ws_, out);
-        be_.rms_norm(out, L.post_attention_norm, eps, out);
-        be_.add(x, out, x);
-        // out = h + rms(MLP(h))
+        be_.rms_norm_add(out, L.post_attention_norm, eps, x);
+        // x = x + rms(MLP(x))
         mlp_forward(be_, L.mlp, x, ws_, out);
-        be_.rms_norm(out, L.post_feedforward_norm, eps, out);
-        be_.add(x, out, x);
+        be_.rms_norm_add(out, L.post_feedforward_norm, eps, x);
+        h_ready = false;
       }
     }
     // logits = lm_head(rms(x)) for the wanted rows only

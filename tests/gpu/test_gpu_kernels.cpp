@@ -65,6 +65,45 @@ TEST(GpuRmsNorm, MatchesReferenceStridedAndInPlace) {
   }
 }
 
+// The residual steps fused with their norm give the same bits as the separate ops (add, then rms_norm; rms_norm,
+// then add), on aligned (vectorized) and unaligned rows.
+TEST(GpuRmsNorm, FusedResidualFormsMatchTheSeparateOpsBitwise) {
+  REQUIRE_GPU();
+  for (auto [T, C, ld] : {std::tuple<int64_t, int64_t, int64_t>{1, 3840, 3840}, {37, 3840, 3848}, {5, 100, 101}}) {
+    const uint64_t seed = next_seed();
+    SCOPED_TRACE("seed " + std::to_string(seed) + " T=" + std::to_string(T) + " C=" + std::to_string(C));
+    Rng rng(seed);
+    auto res = strided(rng, T, C, ld, 2.0f), d = strided(rng, T, C, ld, 3.0f);
+    auto w = rng.normal_vec(size_t(C));
+    const size_t n = res.size();
+    DevBuf dw = upload_f32(w);
+    // add then rms_norm, separately and fused
+    DevBuf r1 = upload_bf16(res), d1 = upload_bf16(d), h1(n * 2), r2 = upload_bf16(res), d2 = upload_bf16(d), h2(n * 2);
+    h1.poison();
+    h2.poison();
+    kc::add({r1.get<bf16>(), ld}, {d1.get<bf16>(), ld}, {r1.get<bf16>(), ld}, T, C, nullptr);
+    kc::RmsNormParams p{r1.get<bf16>(), ld, dw.get<float>(), h1.get<bf16>(), ld, T, C, 1e-6f};
+    kc::rms_norm(p, nullptr);
+    kc::RmsNormParams f{d2.get<bf16>(), ld, dw.get<float>(), h2.get<bf16>(), ld, T, C, 1e-6f, r2.get<bf16>(), ld};
+    kc::add_rms_norm(f, nullptr);
+    auto rows = [&](const std::vector<float>& v) {
+      std::vector<float> out;
+      for (int64_t t = 0; t < T; ++t) out.insert(out.end(), v.begin() + t * ld, v.begin() + t * ld + C);
+      return out;
+    };
+    EXPECT_TRUE(same_bits(rows(download_bf16(r1, n)), rows(download_bf16(r2, n))));
+    EXPECT_TRUE(same_bits(rows(download_bf16(h1, n)), rows(download_bf16(h2, n))));
+    // rms_norm then add, separately and fused
+    DevBuf r3 = upload_bf16(res), d3 = upload_bf16(d), r4 = upload_bf16(res), d4 = upload_bf16(d);
+    kc::RmsNormParams q{d3.get<bf16>(), ld, dw.get<float>(), d3.get<bf16>(), ld, T, C, 1e-6f};
+    kc::rms_norm(q, nullptr);
+    kc::add({r3.get<bf16>(), ld}, {d3.get<bf16>(), ld}, {r3.get<bf16>(), ld}, T, C, nullptr);
+    kc::RmsNormParams g{d4.get<bf16>(), ld, dw.get<float>(), nullptr, 0, T, C, 1e-6f, r4.get<bf16>(), ld};
+    kc::rms_norm_add(g, nullptr);
+    EXPECT_TRUE(same_bits(rows(download_bf16(r3, n)), rows(download_bf16(r4, n))));
+  }
+}
+
 TEST(GpuGatedRmsNorm, MatchesReference) {
   REQUIRE_GPU();
   for (int64_t D : {16, 96, 192}) {

@@ -287,6 +287,43 @@ class CudaBackend final : public Backend {
     kc::rms_norm(p, stream_);
   }
 
+  void add_rms_norm(const Tensor& x, const Tensor& d, const Tensor& w, float eps, const Tensor& h) override {
+    expect_bf16(x, "add_rms_norm residual");
+    expect_bf16(d, "add_rms_norm input");
+    expect_bf16(h, "add_rms_norm output");
+    HYRAX_CHECK(x.dim(-1) == w.numel() && d.dim(-1) == w.numel() && h.dim(-1) == w.numel() && x.rows() == d.rows() &&
+                    x.rows() == h.rows(),
+                "add_rms_norm shapes");
+    kc::RmsNormParams p;
+    p.x = bptr(d);
+    p.ldx = d.row_stride();
+    p.w = w.ptr<float>();
+    p.y = bptr(h);
+    p.ldy = h.row_stride();
+    p.res = bptr(x);
+    p.ldr = x.row_stride();
+    p.T = x.rows();
+    p.C = x.dim(-1);
+    p.eps = eps;
+    kc::add_rms_norm(p, stream_);
+  }
+
+  void rms_norm_add(const Tensor& d, const Tensor& w, float eps, const Tensor& x) override {
+    expect_bf16(x, "rms_norm_add residual");
+    expect_bf16(d, "rms_norm_add input");
+    HYRAX_CHECK(x.dim(-1) == w.numel() && d.dim(-1) == w.numel() && x.rows() == d.rows(), "rms_norm_add shapes");
+    kc::RmsNormParams p;
+    p.x = bptr(d);
+    p.ldx = d.row_stride();
+    p.w = w.ptr<float>();
+    p.res = bptr(x);
+    p.ldr = x.row_stride();
+    p.T = x.rows();
+    p.C = x.dim(-1);
+    p.eps = eps;
+    kc::rms_norm_add(p, stream_);
+  }
+
   void gated_rms_norm(const Tensor& x, const Tensor& gate, const Tensor& w, float eps, const Tensor& y) override {
     expect_bf16(x, "gated_rms_norm input");
     expect_bf16(gate, "gated_rms_norm gate");

@@ -1,5 +1,6 @@
-// RMS norms on the GPU. One block per row (rms_norm) or one warp per head (gated_rms_norm); sums of squares in
-// float32 in a fixed order (per-thread strided partials, then warp butterflies, then warps in order).
+// RMS norms on the GPU. One block per row (rms_norm and its fusions with the residual add) or one warp per head
+// (gated_rms_norm); sums of squares in float32 in a fixed order (per-thread strided partials, then warp butterflies,
+// then warps in order).
 #include <algorithm>
 
 #include "core/check.h"
@@ -19,39 +20,94 @@ using hyrax::cuda::warp_sum;
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
-// VEC: 8 bf16 (16 bytes) per access; needs C, ldx, ldy multiples of 8 and 16-byte aligned rows.
-template <bool VEC>
+// MODE: what the row's norm is fused with (the residual steps of pre- and post-norm blocks).
+enum Mode { kPlain, kAddThenNorm, kNormThenAdd };
+
+// VEC: 8 bf16 (16 bytes) per access; needs C, ldx, ldy (ldr) multiples of 8 and 16-byte aligned rows.
+// kPlain: y = rms(x)·w. kAddThenNorm: res = bf16(res + x), y = rms(res)·w. kNormThenAdd: res = bf16(res + bf16(rms(x)·w)).
+// Each rounds where the unfused ops (add, rms_norm) round, so the fused forms give the same bits.
+template <bool VEC, int MODE>
 __global__ void rms_norm_kernel(RmsNormParams p) {
   __shared__ float red[32];
   const int64_t row = blockIdx.x;
   const bf16* x = p.x + row * p.ldx;
   bf16* y = p.y + row * p.ldy;
+  bf16* res = MODE == kPlain ? nullptr : p.res + row * p.ldr;
+  // The row to normalize: x itself, or the residual sum written back as it is formed (each thread later reads back
+  // only the elements it wrote).
+  const bf16* src = MODE == kAddThenNorm ? res : x;
   float ss = 0.0f;
   if constexpr (VEC) {
     for (int64_t c = threadIdx.x * 8; c < p.C; c += blockDim.x * 8) {
-      const uint4 raw = *reinterpret_cast<const uint4*>(x + c);
+      uint4 raw = *reinterpret_cast<const uint4*>(x + c);
+      if constexpr (MODE == kAddThenNorm) {
+        const uint4 rr = *reinterpret_cast<const uint4*>(res + c);
+        const bf16* a = reinterpret_cast<const bf16*>(&rr);
+        bf16* v = reinterpret_cast<bf16*>(&raw);
+#pragma unroll
+        for (int i = 0; i < 8; ++i) v[i] = to_bf(to_f(a[i]) + to_f(v[i]));
+        *reinterpret_cast<uint4*>(res + c) = raw;
+      }
       const bf16* v = reinterpret_cast<const bf16*>(&raw);
 #pragma unroll
       for (int i = 0; i < 8; ++i) ss += to_f(v[i]) * to_f(v[i]);
     }
   } else {
-    for (int64_t c = threadIdx.x; c < p.C; c += blockDim.x) ss += to_f(x[c]) * to_f(x[c]);
+    for (int64_t c = threadIdx.x; c < p.C; c += blockDim.x) {
+      float v = to_f(x[c]);
+      if constexpr (MODE == kAddThenNorm) {
+        const bf16 sum = to_bf(to_f(res[c]) + v);
+        res[c] = sum;
+        v = to_f(sum);
+      }
+      ss += v * v;
+    }
   }
   ss = block_sum(ss, red);
   const float r = 1.0f / sqrtf(ss / float(p.C) + p.eps);
   if constexpr (VEC) {
     for (int64_t c = threadIdx.x * 8; c < p.C; c += blockDim.x * 8) {
-      const uint4 raw = *reinterpret_cast<const uint4*>(x + c);
+      const uint4 raw = *reinterpret_cast<const uint4*>(src + c);
       const bf16* v = reinterpret_cast<const bf16*>(&raw);
       uint4 out;
       bf16* o = reinterpret_cast<bf16*>(&out);
 #pragma unroll
       for (int i = 0; i < 8; ++i) o[i] = to_bf(p.w[c + i] * (to_f(v[i]) * r));
-      *reinterpret_cast<uint4*>(y + c) = out;
+      if constexpr (MODE == kNormThenAdd) {
+        const uint4 rr = *reinterpret_cast<const uint4*>(res + c);
+        const bf16* a = reinterpret_cast<const bf16*>(&rr);
+#pragma unroll
+        for (int i = 0; i < 8; ++i) o[i] = to_bf(to_f(a[i]) + to_f(o[i]));
+        *reinterpret_cast<uint4*>(res + c) = out;
+      } else {
+        *reinterpret_cast<uint4*>(y + c) = out;
+      }
     }
   } else {
-    for (int64_t c = threadIdx.x; c < p.C; c += blockDim.x) y[c] = to_bf(p.w[c] * (to_f(x[c]) * r));
+    for (int64_t c = threadIdx.x; c < p.C; c += blockDim.x) {
+      const bf16 o = to_bf(p.w[c] * (to_f(src[c]) * r));
+      if constexpr (MODE == kNormThenAdd) res[c] = to_bf(to_f(res[c]) + to_f(o));
+      else y[c] = o;
+    }
   }
+}
+
+template <int MODE>
+void launch_rms_norm(const RmsNormParams& p, cudaStream_t stream, const char* what) {
+  HYRAX_CHECK(p.T >= 0 && p.C > 0, what, ": T=", p.T, " C=", p.C);
+  if (p.T == 0) return;
+  HYRAX_CHECK(p.x && p.w && (MODE == kNormThenAdd || p.y) && (MODE == kPlain || p.res), what, ": null pointer");
+  HYRAX_CHECK(p.ldx >= p.C && (MODE == kNormThenAdd || p.ldy >= p.C) && (MODE == kPlain || p.ldr >= p.C), what,
+              ": row strides ldx=", p.ldx, " ldy=", p.ldy, " ldr=", p.ldr, " below C=", p.C);
+  HYRAX_CHECK(p.T <= INT32_MAX, what, ": T=", p.T);
+  const bool vec = p.C % 8 == 0 && p.ldx % 8 == 0 && aligned16(p.x) &&
+                   (MODE == kNormThenAdd || (p.ldy % 8 == 0 && aligned16(p.y))) &&
+                   (MODE == kPlain || (p.ldr % 8 == 0 && aligned16(p.res)));
+  const int64_t per_thread = vec ? 8 : 1;
+  const int threads = int(std::min<int64_t>(256, std::max<int64_t>(32, (p.C / per_thread + 31) / 32 * 32)));
+  if (vec) rms_norm_kernel<true, MODE><<<unsigned(p.T), threads, 0, stream>>>(p);
+  else rms_norm_kernel<false, MODE><<<unsigned(p.T), threads, 0, stream>>>(p);
+  CUDA_CHECK_LAUNCH(what);
 }
 
 // One warp per (token, head).
@@ -72,18 +128,12 @@ __global__ void gated_rms_norm_kernel(GatedRmsNormParams p) {
 
 }  // namespace
 
-void rms_norm(const RmsNormParams& p, cudaStream_t stream) {
-  HYRAX_CHECK(p.T >= 0 && p.C > 0, "T=", p.T, " C=", p.C);
-  if (p.T == 0) return;
-  HYRAX_CHECK(p.x && p.w && p.y, "null pointer");
-  HYRAX_CHECK(p.ldx >= p.C && p.ldy >= p.C, "row strides ldx=", p.ldx, " ldy=", p.ldy, " below C=", p.C);
-  HYRAX_CHECK(p.T <= INT32_MAX, "T=", p.T);
-  const bool vec = p.C % 8 == 0 && p.ldx % 8 == 0 && p.ldy % 8 == 0 && aligned16(p.x) && aligned16(p.y);
-  const int64_t per_thread = vec ? 8 : 1;
-  const int threads = int(std::min<int64_t>(256, std::max<int64_t>(32, (p.C / per_thread + 31) / 32 * 32)));
-  if (vec) rms_norm_kernel<true><<<unsigned(p.T), threads, 0, stream>>>(p);
-  else rms_norm_kernel<false><<<unsigned(p.T), threads, 0, stream>>>(p);
-  CUDA_CHECK_LAUNCH("rms_norm");
+void rms_norm(const RmsNormParams& p, cudaStream_t stream) { launch_rms_norm<kPlain>(p, stream, "rms_norm"); }
+void add_rms_norm(const RmsNormParams& p, cudaStream_t stream) {
+  launch_rms_norm<kAddThenNorm>(p, stream, "add_rms_norm");
+}
+void rms_norm_add(const RmsNormParams& p, cudaStream_t stream) {
+  launch_rms_norm<kNormThenAdd>(p, stream, "rms_norm_add");
 }
 
 void gated_rms_norm(const GatedRmsNormParams& p, cudaStream_t stream) {

@@ -17,10 +17,16 @@ struct RmsNormParams {
   int64_t ldy = 0;
   int64_t T = 0, C = 0;
   float eps = 1e-6f;
+  __nv_bfloat16* res = nullptr;  // [T, C], row stride ldr: the residual stream of the fused forms
+  int64_t ldr = 0;
 };
 
 /// y = x / sqrt(mean(x²) + eps) * w
 void rms_norm(const RmsNormParams& p, cudaStream_t stream);
+/// res = res + x, then y = rms_norm(res) (a pre-norm residual step); the same bits as add then rms_norm.
+void add_rms_norm(const RmsNormParams& p, cudaStream_t stream);
+/// res = res + rms_norm(x) (a post-norm residual step; y unused); the same bits as rms_norm then add.
+void rms_norm_add(const RmsNormParams& p, cudaStream_t stream);
 
 struct GatedRmsNormParams {
   const __nv_bfloat16* x = nullptr;  // [T, H, D], row stride ldx between tokens
