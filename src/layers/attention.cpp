@@ -7,12 +7,10 @@ namespace hyrax {
 void attention_forward(Backend& be, const AttentionWeights& w, const AttentionShape& s, const Tensor& x,
                        const KvPools& kv, Workspace& ws, const Tensor& out) {
   const int64_t T = x.rows();
-  Tensor q = ws.get("attn.q", T, s.Hq * s.D);
-  Tensor k = ws.get("attn.k", T, s.Hkv * s.D);
-  Tensor v = ws.get("attn.v", T, s.Hkv * s.D);
-  be.matmul(x, w.q_proj, q);
-  be.matmul(x, w.k_proj, k);
-  be.matmul(x, w.v_proj, v);
+  const int64_t qd = s.Hq * s.D, kd = s.Hkv * s.D;
+  Tensor qkv = ws.get("attn.qkv", T, w.qkv_proj.dim(0));
+  be.matmul(x, w.qkv_proj, qkv);
+  const Tensor q = qkv.cols(0, qd), k = qkv.cols(qd, qd + kd), v = qkv.cols(qd + kd, qd + 2 * kd);
   be.rms_norm(q, w.q_norm, s.norm_eps, q);
   be.rms_norm(k, w.k_norm, s.norm_eps, k);
   if (s.rope) {

@@ -7,7 +7,7 @@
 namespace hyrax {
 
 struct AttentionWeights {
-  Tensor q_proj, k_proj, v_proj;  // [Hq·D, C], [Hkv·D, C], [Hkv·D, C]
+  Tensor qkv_proj;                // q_proj [Hq·D, C], k_proj and v_proj [Hkv·D, C] stacked (WeightReader::stacked)
   Tensor o_proj;                  // [C, Hq·D]
   Tensor q_norm, k_norm;          // [Hq·D], [Hkv·D] float32
 };

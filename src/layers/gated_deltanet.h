@@ -8,10 +8,9 @@
 namespace hyrax {
 
 struct GdnWeights {
-  Tensor q_proj, k_proj;  // [Hk·Dk, C]
-  Tensor v_proj;          // [Hv·Dv, C]
-  Tensor a_proj, b_proj;  // [Hv, C]
-  Tensor g_proj;          // [Hv·Dv, C]
+  // The input projections stacked into one matrix, in this order: q, k [Hk·Dk, C] each, v, g [Hv·Dv, C] each,
+  // a, b [Hv, C] each, then zero rows up to a multiple of 8 (WeightReader::stacked).
+  Tensor in_proj;
   Tensor o_proj;          // [C, Hv·Dv]
   Tensor conv;            // [2·Hk·Dk + Hv·Dv, W] float32 taps over the concatenated q | k | v channels
   Tensor A_log, dt_bias;  // [Hv] float32

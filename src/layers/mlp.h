@@ -6,8 +6,7 @@
 namespace hyrax {
 
 struct MlpWeights {
-  Tensor gate_proj;  // [I, C]
-  Tensor up_proj;    // [I, C]
+  Tensor gate_up;    // gate_proj [I, C] and up_proj [I, C] stacked (WeightReader::stacked)
   Tensor down_proj;  // [C, I]
 };
 

@@ -115,7 +115,7 @@ class OlmoHybrid final : public Model {
 
   MlpWeights load_mlp(const std::string& p) {
     const int64_t C = cfg_.hidden_size, I = cfg_.intermediate_size;
-    return {weights_->matrix(p + "mlp.gate_proj.weight", I, C), weights_->matrix(p + "mlp.up_proj.weight", I, C),
+    return {weights_->stacked({{p + "mlp.gate_proj.weight", I}, {p + "mlp.up_proj.weight", I}}, C),
             weights_->matrix(p + "mlp.down_proj.weight", C, I)};
   }
 
@@ -167,12 +167,13 @@ class OlmoHybrid final : public Model {
             w.first_present({p + "feedforward_layer_norm.weight", p + "post_attention_layernorm.weight"}), C,
             Init::Ones);
         const std::string a = p + "linear_attn.";
-        L.gdn.q_proj = w.matrix(a + "q_proj.weight", key_dim, C);
-        L.gdn.k_proj = w.matrix(a + "k_proj.weight", key_dim, C);
-        L.gdn.v_proj = w.matrix(a + "v_proj.weight", value_dim, C);
-        L.gdn.a_proj = w.matrix(a + "a_proj.weight", Hv, C);
-        L.gdn.b_proj = w.matrix(a + "b_proj.weight", Hv, C);
-        L.gdn.g_proj = w.matrix(a + "g_proj.weight", value_dim, C);
+        L.gdn.in_proj = w.stacked({{a + "q_proj.weight", key_dim},
+                                   {a + "k_proj.weight", key_dim},
+                                   {a + "v_proj.weight", value_dim},
+                                   {a + "g_proj.weight", value_dim},
+                                   {a + "a_proj.weight", Hv},
+                                   {a + "b_proj.weight", Hv}},
+                                  C);
         L.gdn.o_proj = w.matrix(a + "o_proj.weight", C, value_dim);
         L.gdn.conv = load_conv(p);
         L.gdn.A_log = vec(a + "A_log", Hv, Init::ALog);
@@ -183,9 +184,7 @@ class OlmoHybrid final : public Model {
         AttentionLayer& L = attention_[size_t(il)];
         const std::string a = p + "self_attn.";
         const int64_t qd = cfg_.num_attention_heads * cfg_.head_dim, kd = cfg_.num_key_value_heads * cfg_.head_dim;
-        L.attn.q_proj = w.matrix(a + "q_proj.weight", qd, C);
-        L.attn.k_proj = w.matrix(a + "k_proj.weight", kd, C);
-        L.attn.v_proj = w.matrix(a + "v_proj.weight", kd, C);
+        L.attn.qkv_proj = w.stacked({{a + "q_proj.weight", qd}, {a + "k_proj.weight", kd}, {a + "v_proj.weight", kd}}, C);
         L.attn.o_proj = w.matrix(a + "o_proj.weight", C, qd);
         L.attn.q_norm = vec(a + "q_norm.weight", qd, Init::Ones);
         L.attn.k_norm = vec(a + "k_norm.weight", kd, Init::Ones);

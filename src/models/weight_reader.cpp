@@ -1,5 +1,6 @@
 #include "models/weight_reader.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -50,16 +51,67 @@ Tensor WeightReader::matrix(const std::string& name, int64_t rows, int64_t cols)
     bytes_ += t.nbytes;
     return be_.load_matrix(t);
   }
-  owned_.emplace_back(size_t(rows * cols) * 2);
-  fill_bf16_normalish(owned_.back().as<uint16_t>(), rows * cols, rng_(), 0.02f);
+  HostBuffer buf(size_t(rows * cols) * 2);
+  fill_bf16_normalish(buf.as<uint16_t>(), rows * cols, rng_(), 0.02f);
   io::TensorInfo t;
   t.name = name;
   t.dtype = DType::BF16;
   t.shape = {rows, cols};
-  t.data = owned_.back().data();
+  t.data = buf.data();
   t.nbytes = size_t(rows * cols) * 2;
   bytes_ += t.nbytes;
-  return be_.load_matrix(t);
+  return load(t, std::move(buf));
+}
+
+Tensor WeightReader::load(const io::TensorInfo& t, HostBuffer&& buf) {
+  Tensor m = be_.load_matrix(t);
+  if (m.data == buf.data()) owned_.push_back(std::move(buf));
+  return m;
+}
+
+Tensor WeightReader::stacked(const std::vector<std::pair<std::string, int64_t>>& parts, int64_t cols) {
+  HYRAX_CHECK(!parts.empty(), "stacked: no parts");
+  int64_t rows = 0;
+  for (const auto& [name, r] : parts) rows += r;
+  const int64_t padded = (rows + 7) / 8 * 8;
+  // The sources: checkpoint tensors (shape-checked) or dummy bf16 noise, one draw per part.
+  std::vector<const void*> src;
+  std::vector<DType> dtypes;
+  std::vector<HostBuffer> noise;
+  for (const auto& [name, r] : parts) {
+    n_params_ += r * cols;
+    if (store_) {
+      const io::TensorInfo& t = store_->get(name, {r, cols});
+      bytes_ += t.nbytes;
+      src.push_back(t.data);
+      dtypes.push_back(t.dtype);
+    } else {
+      noise.emplace_back(size_t(r * cols) * 2);
+      fill_bf16_normalish(noise.back().as<uint16_t>(), r * cols, rng_(), 0.02f);
+      bytes_ += size_t(r * cols) * 2;
+      src.push_back(noise.back().data());
+      dtypes.push_back(DType::BF16);
+    }
+  }
+  const bool same = std::all_of(dtypes.begin(), dtypes.end(), [&](DType d) { return d == dtypes[0]; });
+  const DType dt = same ? dtypes[0] : DType::F32;
+  const size_t esz = dtype_size(dt), row_bytes = size_t(cols) * esz;
+  HostBuffer buf(size_t(padded) * row_bytes);
+  char* at = static_cast<char*>(buf.data());
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const size_t n = size_t(parts[i].second * cols);
+    if (same) std::memcpy(at, src[i], n * esz);
+    else to_f32(dtypes[i], src[i], reinterpret_cast<float*>(at), n);
+    at += n * esz;
+  }
+  std::memset(at, 0, size_t(padded - rows) * row_bytes);
+  io::TensorInfo t;
+  t.name = parts.front().first + " (stacked with " + std::to_string(parts.size() - 1) + " more)";
+  t.dtype = dt;
+  t.shape = {padded, cols};
+  t.data = buf.data();
+  t.nbytes = size_t(padded) * row_bytes;
+  return load(t, std::move(buf));
 }
 
 std::vector<float> WeightReader::host_f32(const std::string& name, const std::vector<int64_t>& shape, Init kind) {

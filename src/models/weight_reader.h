@@ -29,6 +29,10 @@ class WeightReader {
 
   /// A weight matrix [rows, cols] as stored (dummy: bf16 ~ N(0, 0.02)).
   Tensor matrix(const std::string& name, int64_t rows, int64_t cols);
+  /// Matrices [rows_i, cols] stacked along their rows into one (a fused projection: one product instead of
+  /// several), followed by zero rows up to a multiple of 8 so that the product's rows stay 16-byte aligned. Parts of
+  /// different dtypes are stacked in float32.
+  Tensor stacked(const std::vector<std::pair<std::string, int64_t>>& parts, int64_t cols);
   /// A parameter of `numel` values converted to float32 on the host; `shape` is the stored shape to check.
   /// Dummy values are drawn as `kind` says.
   enum class Init { Ones, Normal, ALog, DtBias, Conv };
@@ -44,6 +48,9 @@ class WeightReader {
   std::optional<io::TensorStore> store_;
   Backend& be_;
   std::mt19937_64 rng_;
+  /// Hands `t` (host bytes in `buf`) to the backend; keeps `buf` only if the backend reads it in place.
+  Tensor load(const io::TensorInfo& t, HostBuffer&& buf);
+
   std::vector<HostBuffer> owned_;
   int64_t n_params_ = 0;
   size_t bytes_ = 0;
