@@ -38,10 +38,6 @@ Engine::Engine(std::unique_ptr<Backend> backend, std::unique_ptr<Model> model, c
                                       : cfg.max_seqs * blocks_per_seq;
   const char* env = std::getenv("HYRAX_CUDA_GRAPHS");
   graphs_ = cfg.cuda_graphs && backend_->step_graphs() && !(env && std::string(env) == "0");
-  if (graphs_) {  // the padding rows' own slot and block, beside the sequences'
-    pc.n_slots += 1;
-    pc.n_blocks += 1;
-  }
   pool_ = std::make_unique<StatePool>(*backend_, model_->state_spec(), pc);
   StepCapacity sc;
   sc.max_seqs = graphs_ ? graph_bucket(cfg.max_seqs) : cfg.max_seqs;
@@ -49,8 +45,6 @@ Engine::Engine(std::unique_ptr<Backend> backend, std::unique_ptr<Model> model, c
   sc.max_blocks = graphs_ ? graph_width(blocks_per_seq, blocks_per_seq) : blocks_per_seq;
   backend_->reserve_steps(sc);
   if (graphs_) {
-    pad_slot_ = pool_->acquire_slot();
-    HYRAX_CHECK(pad_slot_ >= 0 && pool_->reserve_blocks(pad_blocks_, 1), "engine: no padding slot or block");
     // The logits of the largest bucket, so that the buffer a graph writes does not move as buckets grow.
     logits_bytes_ = size_t(sc.max_seqs) * size_t(vocab_size()) * sizeof(float);
     logits_dev_ = backend_->alloc(logits_bytes_);
@@ -100,13 +94,15 @@ std::vector<float> Engine::step(const std::vector<StepItem>& items) {
            pool_->config().block_size, " positions");
     }
   }
-  // A decode step (every item brings one token) runs as the step graph of its bucket: padded to the bucket's size
-  // with rows on the engine's own padding slot and block, block rows of a fixed width class.
+  // A decode step (every item brings one token) runs as the step graph of its bucket, with block rows of a fixed
+  // width class. Rows padding it up to the bucket's size decode token 0 at position 0 in a free slot and a free
+  // block (the pool's spares: no sequence's state); with none free the step runs eagerly, unpadded.
   const int64_t n = int64_t(items.size());
   bool decode = n > 0;
   for (const auto& it : items) decode = decode && it.n_tokens == 1;
   int64_t key = -1, n_rows = n, width = std::max<int64_t>(max_blocks, 1);
-  if (graphs_ && decode) {
+  const int32_t pad_slot = pool_->spare_slot(), pad_block = pool_->spare_block();
+  if (graphs_ && decode && (graph_bucket(n) == n || (pad_slot >= 0 && pad_block >= 0))) {
     const int64_t bucket = graph_bucket(n);
     const int64_t w = graph_width(max_blocks, pool_->blocks_for(cfg_.max_seq_len));
     const int64_t k = (bucket << 32) | w;
@@ -150,14 +146,14 @@ std::vector<float> Engine::step(const std::vector<StepItem>& items) {
   for (int32_t id : tokens)
     HYRAX_REQUIRE(id >= 0 && id < vocab_size(), "token id ", id, " is outside the vocabulary [0, ", vocab_size(), ")");
   const size_t real_rows = rows.size();
-  for (int64_t r = n; r < n_rows; ++r) {  // padding: token 0 at position 0 of the padding slot and block
+  for (int64_t r = n; r < n_rows; ++r) {  // padding: token 0 at position 0 of the spare slot and block
     rows.push_back(int32_t(tokens.size()));
     tokens.push_back(0);
     positions.push_back(0);
     cu.push_back(int32_t(tokens.size()));
     start.push_back(0);
-    slots.push_back(pad_slot_);
-    tables[size_t(r * width)] = pad_blocks_[0];
+    slots.push_back(pad_slot);
+    tables[size_t(r * width)] = pad_block;
   }
 
   StepMeta m;

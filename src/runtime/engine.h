@@ -83,10 +83,7 @@ class Engine {
   std::unique_ptr<StatePool> pool_;
   void* logits_dev_ = nullptr;  // device buffer for logits rows
   size_t logits_bytes_ = 0;
-  // Step graphs: padding rows of a bucket use a state slot and a KV block of their own, which no sequence holds.
-  bool graphs_ = false;
-  int32_t pad_slot_ = -1;
-  std::vector<int32_t> pad_blocks_;
+  bool graphs_ = false;  // decode steps as step graphs
   int64_t graph_replays_ = 0, graph_captures_ = 0;
   std::vector<int64_t> failed_keys_;  // keys whose recording could not be kept: they stay eager
 };

@@ -318,6 +318,27 @@ TEST(GpuGraphs, MixedStepStaysEager) {
   EXPECT_GT(t.g->graph_replays(), replays);
 }
 
+// Padding rows borrow a free state slot and KV block; with every slot taken, a step of 3 (bucket 4) runs eagerly,
+// and a step of 2 (a bucket itself) needs no padding.
+TEST(GpuGraphs, NoFreeSlotRunsEagerUnlessNoPaddingIsNeeded) {
+  REQUIRE_GPU();
+  Twin t(demo_model(), 3, 512, 512);
+  if (!t.ready()) GTEST_SKIP() << "graphs are off (HYRAX_CUDA_GRAPHS=0)";
+  std::mt19937_64 rng(next_seed());
+  std::vector<std::pair<size_t, std::vector<int32_t>>> prefill;
+  for (size_t i = 0; i < 3; ++i) {
+    t.open(i);
+    prefill.push_back({i, random_ids(rng, 5 + i, t.vocab)});
+  }
+  t.step(prefill, "prefill");
+  for (int k = 0; k < 3; ++k) t.step(decode_all(t, rng), "decode of 3");
+  EXPECT_EQ(t.g->graph_captures() + t.g->graph_replays(), 0);
+  t.close(1);
+  for (int k = 0; k < 3; ++k) t.step(decode_all(t, rng), "decode of 2");
+  EXPECT_EQ(t.g->graph_captures(), 1);
+  EXPECT_EQ(t.g->graph_replays(), 2);
+}
+
 class GpuGraphsFixture : public ::testing::TestWithParam<const char*> {};
 
 // The transformers fixtures: several sequences at different prefixes of the reference ids, then teacher-forced
