@@ -27,7 +27,15 @@ struct StepMeta {
   const int32_t* start_pos = nullptr;     // [n_seqs] position of each sequence's first new token
   const int32_t* state_slots = nullptr;   // [n_seqs] recurrent-state slot of each sequence
   const int32_t* block_tables = nullptr;  // [n_seqs, max_blocks] KV blocks of each sequence
-  int64_t max_blocks = 0;
+  int64_t max_blocks = 0;                 // row width of block_tables (>= every sequence's block count)
+};
+
+/// The largest steps an engine will run: lets a backend size its per-step buffers once, so that they keep their
+/// device addresses (which a recorded step graph has baked in).
+struct StepCapacity {
+  int64_t max_seqs = 0;    // sequences in a step, padding included
+  int64_t max_tokens = 0;  // tokens in a step
+  int64_t max_blocks = 0;  // block-table row width
 };
 
 /// One recurrent layer's state pools: conv inputs [n_slots, W-1, C] and the delta-rule state [n_slots, H, Dk, Dv].
@@ -71,8 +79,27 @@ class Backend {
   virtual Tensor load_f32(const std::vector<float>& host, std::initializer_list<int64_t> shape) = 0;
 
   // ---- the step ----
+  /// Sizes per-step buffers for steps up to `c` (optional; buffers grow on demand past it).
+  virtual void reserve_steps(const StepCapacity& c) { (void)c; }
   /// Makes the packed batch's metadata available to the ops of this step.
   virtual void begin_step(const StepMeta& m) = 0;
+
+  // ---- step graphs (CUDA graphs; optional) ----
+  // A step's ops can be recorded once under a key and replayed for later steps with the same key. Steps sharing a
+  // key must share their layout: n_seqs, n_tokens, max_blocks, every sequence bringing one token, and the logits
+  // rows 0 .. n_seqs-1; only the metadata values (tokens, positions, slots, block tables) differ. The caller runs
+  // such a step eagerly once before recording it (lazy initialisations: algorithm choices, scratch sizes).
+  /// Whether this backend records and replays steps; the others run every step eagerly.
+  virtual bool step_graphs() const { return false; }
+  /// The next forward step is recorded under `key` instead of run: its begin_step uploads the metadata as usual,
+  /// then every op until end_capture is recorded, none runs.
+  virtual void begin_capture(int64_t key) { (void)key; }
+  /// Ends the recording; false (nothing kept) when it could not be kept, e.g. a buffer it uses moved meanwhile.
+  virtual bool end_capture() { return false; }
+  /// Whether a recording under `key` exists and still holds (the buffers it reads have not moved since).
+  virtual bool has_graph(int64_t key) const { (void)key; return false; }
+  /// Runs the recording under `key` for the step whose metadata begin_step has just uploaded.
+  virtual void replay(int64_t key) { (void)key; }
 
   // ---- ops (shapes: T = the step's tokens) ----
   /// out[T, C] = table[token] rows, table [V, C] as stored.

@@ -1,10 +1,29 @@
 #include "runtime/engine.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 
 #include "core/check.h"
 
 namespace hyrax {
+namespace {
+
+/// The block-row width of a graph step: a power of two (at least 8) holding every sequence's blocks, capped at
+/// `cap` (the blocks of max_seq_len) unless a sequence holds more. Few widths, so few graphs per bucket.
+int64_t graph_width(int64_t need, int64_t cap) {
+  int64_t w = 8;
+  while (w < need) w *= 2;
+  return need <= cap ? std::min(w, cap) : w;
+}
+
+}  // namespace
+
+int64_t Engine::graph_bucket(int64_t n) {
+  for (int64_t b : {1, 2, 4, 8, 16, 24, 32, 48, 64})
+    if (n <= b) return b;
+  return (n + 31) / 32 * 32;
+}
 
 Engine::Engine(std::unique_ptr<Backend> backend, std::unique_ptr<Model> model, const EngineConfig& cfg)
     : backend_(std::move(backend)), model_(std::move(model)), cfg_(cfg) {
@@ -17,7 +36,19 @@ Engine::Engine(std::unique_ptr<Backend> backend, std::unique_ptr<Model> model, c
   const int64_t blocks_per_seq = (cfg.max_seq_len + cfg.block_size - 1) / cfg.block_size;
   pc.n_blocks = cfg.max_kv_tokens > 0 ? (cfg.max_kv_tokens + cfg.block_size - 1) / cfg.block_size
                                       : cfg.max_seqs * blocks_per_seq;
+  const char* env = std::getenv("HYRAX_CUDA_GRAPHS");
+  graphs_ = cfg.cuda_graphs && backend_->step_graphs() && !(env && std::string(env) == "0");
   pool_ = std::make_unique<StatePool>(*backend_, model_->state_spec(), pc);
+  StepCapacity sc;
+  sc.max_seqs = graphs_ ? graph_bucket(cfg.max_seqs) : cfg.max_seqs;
+  sc.max_tokens = std::max(cfg.max_step_tokens, sc.max_seqs);
+  sc.max_blocks = graphs_ ? graph_width(blocks_per_seq, blocks_per_seq) : blocks_per_seq;
+  backend_->reserve_steps(sc);
+  if (graphs_) {
+    // The logits of the largest bucket, so that the buffer a graph writes does not move as buckets grow.
+    logits_bytes_ = size_t(sc.max_seqs) * size_t(vocab_size()) * sizeof(float);
+    logits_dev_ = backend_->alloc(logits_bytes_);
+  }
 }
 
 Engine::~Engine() {
@@ -63,6 +94,24 @@ std::vector<float> Engine::step(const std::vector<StepItem>& items) {
            pool_->config().block_size, " positions");
     }
   }
+  // A decode step (every item brings one token) runs as the step graph of its bucket, with block rows of a fixed
+  // width class. Rows padding it up to the bucket's size decode token 0 at position 0 in a free slot and a free
+  // block (the pool's spares: no sequence's state); with none free the step runs eagerly, unpadded.
+  const int64_t n = int64_t(items.size());
+  bool decode = n > 0;
+  for (const auto& it : items) decode = decode && it.n_tokens == 1;
+  int64_t key = -1, n_rows = n, width = std::max<int64_t>(max_blocks, 1);
+  const int32_t pad_slot = pool_->spare_slot(), pad_block = pool_->spare_block();
+  if (graphs_ && decode && (graph_bucket(n) == n || (pad_slot >= 0 && pad_block >= 0))) {
+    const int64_t bucket = graph_bucket(n);
+    const int64_t w = graph_width(max_blocks, pool_->blocks_for(cfg_.max_seq_len));
+    const int64_t k = (bucket << 32) | w;
+    if (std::find(failed_keys_.begin(), failed_keys_.end(), k) == failed_keys_.end()) {
+      key = k;
+      n_rows = bucket;
+      width = w;
+    }
+  }
   // Pack the sequences bringing one token (decoding) first, in their given order, then the others: a device
   // backend runs each sequence's work by its own length, and keeping the one-token rows a leading block lets it
   // give them their own row-invariant kernels (docs/CUDA.md). The logits come back in the caller's order.
@@ -71,7 +120,7 @@ std::vector<float> Engine::step(const std::vector<StepItem>& items) {
     if (items[i].n_tokens == 1) order.push_back(i);
   for (size_t i = 0; i < items.size(); ++i)
     if (items[i].n_tokens != 1) order.push_back(i);
-  std::vector<int32_t> tables(items.size() * size_t(std::max<int64_t>(max_blocks, 1)), 0);
+  std::vector<int32_t> tables(size_t(n_rows * width), 0);
   std::vector<size_t> out_first(items.size());  // each item's first logits row in the packed order
   for (size_t oi = 0; oi < order.size(); ++oi) {
     const size_t i = order[oi];
@@ -85,7 +134,7 @@ std::vector<float> Engine::step(const std::vector<StepItem>& items) {
     cu.push_back(int32_t(tokens.size()));
     start.push_back(int32_t(it.seq->n_cached));
     slots.push_back(it.seq->slot);
-    std::copy(it.seq->blocks.begin(), it.seq->blocks.end(), tables.begin() + int64_t(oi) * std::max<int64_t>(max_blocks, 1));
+    std::copy(it.seq->blocks.begin(), it.seq->blocks.end(), tables.begin() + int64_t(oi) * width);
     if (it.all_logits) {
       for (int64_t t = 0; t < it.n_tokens; ++t) rows.push_back(row0 + int32_t(t));
     } else {
@@ -96,9 +145,19 @@ std::vector<float> Engine::step(const std::vector<StepItem>& items) {
                 " tokens exceeds max_step_tokens ", cfg_.max_step_tokens);
   for (int32_t id : tokens)
     HYRAX_REQUIRE(id >= 0 && id < vocab_size(), "token id ", id, " is outside the vocabulary [0, ", vocab_size(), ")");
+  const size_t real_rows = rows.size();
+  for (int64_t r = n; r < n_rows; ++r) {  // padding: token 0 at position 0 of the spare slot and block
+    rows.push_back(int32_t(tokens.size()));
+    tokens.push_back(0);
+    positions.push_back(0);
+    cu.push_back(int32_t(tokens.size()));
+    start.push_back(0);
+    slots.push_back(pad_slot);
+    tables[size_t(r * width)] = pad_block;
+  }
 
   StepMeta m;
-  m.n_seqs = int64_t(items.size());
+  m.n_seqs = n_rows;
   m.n_tokens = int64_t(tokens.size());
   m.tokens = tokens.data();
   m.positions = positions.data();
@@ -106,7 +165,7 @@ std::vector<float> Engine::step(const std::vector<StepItem>& items) {
   m.start_pos = start.data();
   m.state_slots = slots.data();
   m.block_tables = tables.data();
-  m.max_blocks = std::max<int64_t>(max_blocks, 1);
+  m.max_blocks = width;
 
   // Logits are float32 on every backend (the lm_head product writes them straight from its float32 accumulators).
   const int64_t V = vocab_size();
@@ -116,21 +175,48 @@ std::vector<float> Engine::step(const std::vector<StepItem>& items) {
     logits_dev_ = backend_->alloc(bytes);
     logits_bytes_ = bytes;
   }
-  Tensor logits(logits_dev_, DType::F32, {int64_t(rows.size()), V}, backend_->device());
-  model_->forward(m, *pool_, rows, logits);
+  run_forward(m, rows, key);
   for (const auto& it : items) it.seq->n_cached += it.n_tokens;
 
-  std::vector<float> packed(rows.size() * size_t(V));
-  backend_->copy_to_host(packed.data(), logits_dev_, bytes);
+  std::vector<float> packed(real_rows * size_t(V));
+  backend_->copy_to_host(packed.data(), logits_dev_, packed.size() * sizeof(float));
   if (std::is_sorted(order.begin(), order.end())) return packed;
   std::vector<float> out(packed.size());
   size_t at = 0;
   for (size_t i = 0; i < items.size(); ++i) {
-    const size_t n = items[i].all_logits ? size_t(items[i].n_tokens) : 1;
-    std::copy_n(packed.begin() + int64_t(out_first[i] * size_t(V)), n * size_t(V), out.begin() + int64_t(at));
-    at += n * size_t(V);
+    const size_t k = items[i].all_logits ? size_t(items[i].n_tokens) : 1;
+    std::copy_n(packed.begin() + int64_t(out_first[i] * size_t(V)), k * size_t(V), out.begin() + int64_t(at));
+    at += k * size_t(V);
   }
   return out;
+}
+
+void Engine::run_forward(const StepMeta& m, const std::vector<int32_t>& rows, int64_t key) {
+  Tensor logits(logits_dev_, DType::F32, {int64_t(rows.size()), vocab_size()}, backend_->device());
+  if (key < 0) {
+    model_->forward(m, *pool_, rows, logits);
+    return;
+  }
+  if (backend_->has_graph(key)) {  // upload this step's metadata, then replay the recorded launches
+    backend_->begin_step(m);
+    if (backend_->has_graph(key)) {  // (still: the upload could have had to move the metadata buffer)
+      backend_->replay(key);
+      ++graph_replays_;
+      return;
+    }
+  }
+  // The first step of this key (or the first since its graph was dropped) runs eagerly, which settles every lazy
+  // choice and buffer size; then the same step is recorded (recording runs nothing) for the next ones.
+  model_->forward(m, *pool_, rows, logits);
+  backend_->begin_capture(key);
+  try {
+    model_->forward(m, *pool_, rows, logits);
+  } catch (...) {
+    backend_->end_capture();
+    throw;
+  }
+  if (backend_->end_capture()) ++graph_captures_;
+  else failed_keys_.push_back(key);
 }
 
 std::vector<float> Engine::logits_all(const std::vector<int32_t>& ids) {

@@ -19,6 +19,10 @@ struct EngineConfig {
   int64_t max_kv_tokens = 0;      // total KV positions in the pool; 0: max_seqs * max_seq_len
   int64_t block_size = 16;        // KV positions per block
   int64_t max_step_tokens = 512;  // most tokens one step packs (prefill chunk)
+  // Decode steps (every sequence bringing one token) as step graphs recorded once per batch-size bucket, where the
+  // backend records them (CUDA). Logits are bitwise the same either way; off: every step launches eagerly. The
+  // environment variable HYRAX_CUDA_GRAPHS=0 turns it off too (for benchmarks and debugging).
+  bool cuda_graphs = true;
 };
 
 /// A sequence's hold on the engine's state.
@@ -60,13 +64,28 @@ class Engine {
   /// Logits of every position of `ids` for a fresh sequence, prefilled in chunks of max_step_tokens.
   std::vector<float> logits_all(const std::vector<int32_t>& ids);
 
+  /// Whether decode steps run as step graphs.
+  bool graphs() const { return graphs_; }
+  /// The batch-size bucket a decode step of n sequences is padded to: 1, 2, 4, 8, 16, 24, 32, 48, 64, then
+  /// multiples of 32.
+  static int64_t graph_bucket(int64_t n);
+  /// Decode steps so far that replayed a graph, and graphs recorded (for tests and benchmarks).
+  int64_t graph_replays() const { return graph_replays_; }
+  int64_t graph_captures() const { return graph_captures_; }
+
  private:
+  /// Runs the model over the packed step `m` (logits into logits_dev_): eagerly, or as the graph of `key` (>= 0).
+  void run_forward(const StepMeta& m, const std::vector<int32_t>& rows, int64_t key);
+
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<Model> model_;
   EngineConfig cfg_;
   std::unique_ptr<StatePool> pool_;
   void* logits_dev_ = nullptr;  // device buffer for logits rows
   size_t logits_bytes_ = 0;
+  bool graphs_ = false;  // decode steps as step graphs
+  int64_t graph_replays_ = 0, graph_captures_ = 0;
+  std::vector<int64_t> failed_keys_;  // keys whose recording could not be kept: they stay eager
 };
 
 }  // namespace hyrax

@@ -33,6 +33,12 @@ class StatePool {
   /// Returns all of the table's blocks and clears it.
   void release_blocks(std::vector<int32_t>& table);
 
+  /// A free slot and a free block, left free: a step may overwrite their contents (the padding rows of a recorded
+  /// step graph) since acquire_slot zeroes a slot's state and a sequence writes a block's positions before reading
+  /// them. -1 when none is free.
+  int32_t spare_slot() const { return free_slots_.empty() ? -1 : free_slots_.back(); }
+  int32_t spare_block() const { return free_blocks_.empty() ? -1 : free_blocks_.back(); }
+
   RecurrentPools recurrent(int layer) const { return recurrent_[size_t(layer)]; }
   KvPools kv(int layer) const { return kv_[size_t(layer)]; }
 

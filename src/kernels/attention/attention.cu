@@ -7,8 +7,8 @@
 // for the P·V product. Positions above a row's own are masked, so a row's bits depend only on its own sequence.
 //
 // Decode: one query row per sequence. Its cache is cut into parts of kDecodePart positions (a cut that depends
-// only on the sequence's length); a block per (part, head, sequence) computes that part's max, sum and weighted
-// values, and a second kernel merges the parts in order.
+// only on the sequence's length); a block per (head, sequence) and slot of a fixed-width grid computes parts of
+// it (each part's max, sum and weighted values), and a second kernel merges the parts in order.
 #include <algorithm>
 #include <cmath>
 
@@ -266,6 +266,7 @@ void launch_prefill(const AttentionParams& p, const int32_t* tiles, int64_t n_ti
 // ---- decode ------------------------------------------------------------------------------------------------------
 
 constexpr int kDecThreads = 128;
+constexpr int64_t kDecodeBlocks = 2048;  // blocks a decode launch aims at (16 per SM on a 132-SM H100)
 
 __device__ float block_max(float v, float* red) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
@@ -278,7 +279,9 @@ __device__ float block_max(float v, float* red) {
   return m;
 }
 
-// One block per (part, query head, listed sequence). G lanes (a power of two, G·8 >= D) share one cache row, 8
+// One block per (query head, listed sequence) and slot x of the grid's first dimension; the block computes the
+// parts x, x + gridDim.x, ... of its sequence's cache, each exactly as a block of its own would (the grid's width
+// changes which block computes a part, never its bits). G lanes (a power of two, G·8 >= D) share one cache row, 8
 // elements (16 bytes) each; NG = 128 / G rows are in flight per pass.
 __global__ __launch_bounds__(kDecThreads) void attn_decode_kernel(AttentionParams p, const int32_t* seqs,
                                                                   int64_t max_parts, float* scratch) {
@@ -286,13 +289,11 @@ __global__ __launch_bounds__(kDecThreads) void attn_decode_kernel(AttentionParam
   __shared__ float sc[kDecodePart];
   __shared__ float red[32];
   __shared__ float ored[kDecThreads * 8];
-  const int i = blockIdx.z, part = blockIdx.x;
+  const int i = blockIdx.z;
   const int64_t h = blockIdx.y;
   const int s = seqs[i];
   const int64_t t = p.batch.cu_seqlens[s], kv_len = p.batch.start_pos[s] + 1;
-  const int64_t p0 = int64_t(part) * kDecodePart;
-  if (p0 >= kv_len) return;
-  const int np = int(min(kv_len, p0 + kDecodePart) - p0);
+  if (int64_t(blockIdx.x) * kDecodePart >= kv_len) return;
   const int D = int(p.kv.D);
   const int64_t hk = h / (p.Hq / p.kv.Hkv);
   int G = 1;
@@ -306,72 +307,80 @@ __global__ __launch_bounds__(kDecThreads) void attn_decode_kernel(AttentionParam
 #pragma unroll
   for (int e = 0; e < 8; ++e) qv[e] = active ? qs[li * 8 + e] : 0.0f;
 
-  // Scores, 4 rows per group per pass so that 4 loads are in flight.
-  constexpr int U = 4;
-  for (int j0 = 0; j0 < np; j0 += U * NG) {
-    uint4 raw[U];
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int j = j0 + u * NG + grp;
-      raw[u] = make_uint4(0, 0, 0, 0);
-      if (j < np && active) raw[u] = *reinterpret_cast<const uint4*>(p.kv.k + kv_offset(p.kv, s, p0 + j, hk) + li * 8);
-    }
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const bf16* kv8 = reinterpret_cast<const bf16*>(&raw[u]);
-      float dot = 0.0f;
-#pragma unroll
-      for (int e = 0; e < 8; ++e) dot = fmaf(qv[e], to_f(kv8[e]), dot);
-      for (int o = G / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
-      const int j = j0 + u * NG + grp;
-      if (li == 0 && j < np) sc[j] = dot * p.scale;
-    }
-  }
-  __syncthreads();
-  float mx = -INFINITY;
-  for (int j = threadIdx.x; j < np; j += kDecThreads) mx = fmaxf(mx, sc[j]);
-  mx = block_max(mx, red);
-  float sum = 0.0f;
-  for (int j = threadIdx.x; j < np; j += kDecThreads) {
-    const float e = expf(sc[j] - mx);
-    sc[j] = e;
-    sum += e;
-  }
-  sum = block_sum(sum, red);  // its barriers also order the sc writes before the reads below
+  for (int64_t part = blockIdx.x; part * kDecodePart < kv_len; part += gridDim.x) {
+    const int64_t p0 = part * kDecodePart;
+    const int np = int(min(kv_len, p0 + kDecodePart) - p0);
 
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  for (int j0 = 0; j0 < np; j0 += U * NG) {
-    uint4 raw[U];
+    // Scores, 4 rows per group per pass so that 4 loads are in flight.
+    constexpr int U = 4;
+    for (int j0 = 0; j0 < np; j0 += U * NG) {
+      uint4 raw[U];
 #pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int j = j0 + u * NG + grp;
-      raw[u] = make_uint4(0, 0, 0, 0);
-      if (j < np && active) raw[u] = *reinterpret_cast<const uint4*>(p.kv.v + kv_offset(p.kv, s, p0 + j, hk) + li * 8);
+      for (int u = 0; u < U; ++u) {
+        const int j = j0 + u * NG + grp;
+        raw[u] = make_uint4(0, 0, 0, 0);
+        if (j < np && active)
+          raw[u] = *reinterpret_cast<const uint4*>(p.kv.k + kv_offset(p.kv, s, p0 + j, hk) + li * 8);
+      }
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const bf16* kv8 = reinterpret_cast<const bf16*>(&raw[u]);
+        float dot = 0.0f;
+#pragma unroll
+        for (int e = 0; e < 8; ++e) dot = fmaf(qv[e], to_f(kv8[e]), dot);
+        for (int o = G / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+        const int j = j0 + u * NG + grp;
+        if (li == 0 && j < np) sc[j] = dot * p.scale;
+      }
     }
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int j = j0 + u * NG + grp;
-      if (j >= np) continue;
-      const float w = sc[j];
-      const bf16* v8 = reinterpret_cast<const bf16*>(&raw[u]);
-#pragma unroll
-      for (int e = 0; e < 8; ++e) acc[e] = fmaf(w, to_f(v8[e]), acc[e]);
+    __syncthreads();
+    float mx = -INFINITY;
+    for (int j = threadIdx.x; j < np; j += kDecThreads) mx = fmaxf(mx, sc[j]);
+    mx = block_max(mx, red);
+    float sum = 0.0f;
+    for (int j = threadIdx.x; j < np; j += kDecThreads) {
+      const float e = expf(sc[j] - mx);
+      sc[j] = e;
+      sum += e;
     }
-  }
-  if (active) {
+    sum = block_sum(sum, red);  // its barriers also order the sc writes before the reads below
+
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int j0 = 0; j0 < np; j0 += U * NG) {
+      uint4 raw[U];
 #pragma unroll
-    for (int e = 0; e < 8; ++e) ored[grp * (G * 8) + li * 8 + e] = acc[e];
-  }
-  __syncthreads();
-  float* dst = scratch + ((int64_t(i) * p.Hq + h) * max_parts + part) * (D + 2);
-  for (int d = threadIdx.x; d < D; d += kDecThreads) {
-    float o = 0.0f;
-    for (int gi = 0; gi < NG; ++gi) o += ored[gi * (G * 8) + d];
-    dst[d] = o;
-  }
-  if (threadIdx.x == 0) {
-    dst[D] = mx;
-    dst[D + 1] = sum;
+      for (int u = 0; u < U; ++u) {
+        const int j = j0 + u * NG + grp;
+        raw[u] = make_uint4(0, 0, 0, 0);
+        if (j < np && active)
+          raw[u] = *reinterpret_cast<const uint4*>(p.kv.v + kv_offset(p.kv, s, p0 + j, hk) + li * 8);
+      }
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int j = j0 + u * NG + grp;
+        if (j >= np) continue;
+        const float w = sc[j];
+        const bf16* v8 = reinterpret_cast<const bf16*>(&raw[u]);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) acc[e] = fmaf(w, to_f(v8[e]), acc[e]);
+      }
+    }
+    if (active) {
+#pragma unroll
+      for (int e = 0; e < 8; ++e) ored[grp * (G * 8) + li * 8 + e] = acc[e];
+    }
+    __syncthreads();
+    float* dst = scratch + ((int64_t(i) * p.Hq + h) * max_parts + part) * (D + 2);
+    for (int d = threadIdx.x; d < D; d += kDecThreads) {
+      float o = 0.0f;
+      for (int gi = 0; gi < NG; ++gi) o += ored[gi * (G * 8) + d];
+      dst[d] = o;
+    }
+    if (threadIdx.x == 0) {
+      dst[D] = mx;
+      dst[D + 1] = sum;
+    }
+    __syncthreads();  // the next part reuses sc, red and ored
   }
 }
 
@@ -457,7 +466,10 @@ void attention_decode(const AttentionParams& p, const int32_t* seqs, int64_t n, 
   HYRAX_CHECK(aligned16(p.kv.k) && aligned16(p.kv.v), "attention_decode needs a 16-byte aligned cache");
   HYRAX_CHECK(n <= 65535 && p.Hq <= 65535, "attention_decode: ", n, " sequences x ", p.Hq, " heads");
   const int64_t max_parts = (max_kv + kDecodePart - 1) / kDecodePart;
-  attn_decode_kernel<<<dim3(unsigned(max_parts), unsigned(p.Hq), unsigned(n)), kDecThreads, 0, stream>>>(
+  // Enough blocks to fill the GPU, each looping over parts where there are fewer: the grid depends on max_kv, n and
+  // Hq only, and a part's bits on nothing but its sequence (a recorded step graph replays with any lengths).
+  const int64_t grid_parts = std::clamp<int64_t>(kDecodeBlocks / (p.Hq * n), 1, max_parts);
+  attn_decode_kernel<<<dim3(unsigned(grid_parts), unsigned(p.Hq), unsigned(n)), kDecThreads, 0, stream>>>(
       p, seqs, max_parts, scratch);
   CUDA_CHECK_LAUNCH("attention_decode");
   attn_decode_merge_kernel<<<dim3(unsigned(p.Hq), unsigned(n)), 128, 0, stream>>>(p, seqs, max_parts, scratch);

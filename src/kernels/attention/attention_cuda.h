@@ -57,7 +57,9 @@ constexpr int64_t kDecodePart = 512;
 int64_t attention_decode_scratch(int64_t n, int64_t Hq, int64_t D, int64_t max_kv);
 
 /// Attention of the one new token of each sequence listed in `seqs` ([n] device; each has exactly one new token),
-/// max_kv >= its cache length (start_pos + 1). Head dims: multiples of 8 up to 256.
+/// max_kv >= its cache length (start_pos + 1). The launch grid depends on n, Hq and max_kv only, never on the
+/// lengths, and parts past a sequence's length are skipped: a recorded step graph replays for any lengths up to
+/// max_kv. Head dims: multiples of 8 up to 256.
 void attention_decode(const AttentionParams& p, const int32_t* seqs, int64_t n, int64_t max_kv, float* scratch,
                       cudaStream_t stream);
 

@@ -5,8 +5,15 @@
 // begin_step uploads the step's metadata in one copy (tokens, positions, cu_seqlens, slots, block tables, and the
 // work lists derived from them on the host: which sequences decode one token, which prefill, the attention query
 // tiles), so that no op needs the host again until the logits are read back.
+//
+// Step graphs (docs/CUDA.md, "CUDA graphs"): a step's launches recorded once as a CUDA graph under a key and
+// replayed for later steps of the same layout. A replay reads the metadata at the addresses recorded, so every
+// buffer a step uses keeps its address while its graph lives: the metadata buffer is sized once (reserve_steps),
+// and anything that could move a buffer drops every graph (a release, a step larger than all before it, which may
+// grow buffers sized on first use such as the GEMM's staging copy); the next step of that key records it again.
 #include <algorithm>
 #include <cstring>
+#include <map>
 #include <vector>
 
 #include <cuda_fp16.h>
@@ -56,6 +63,8 @@ class Staging {
     if (dev_) cudaFree(dev_);
     if (done_) cudaEventDestroy(done_);
   }
+  /// The device side's address (it moves when host() has to grow both sides).
+  const int32_t* device() const { return dev_; }
   /// Room for n int32 on both sides; waits for the previous upload to finish.
   int32_t* host(size_t n) {
     if (done_) CUDA_CHECK(cudaEventSynchronize(done_));
@@ -97,6 +106,9 @@ class CudaBackend final : public Backend {
 
   ~CudaBackend() override {
     cudaStreamSynchronize(stream_);
+    drop_graphs();
+    for (void* p : deferred_free_) cudaFree(p);
+    if (iota_) cudaFree(iota_);
     for (void* p : owned_) cudaFree(p);
     if (scratch_) cudaFree(scratch_);
     if (gdn_scratch_) cudaFree(gdn_scratch_);
@@ -110,6 +122,7 @@ class CudaBackend final : public Backend {
   DType kv_dtype() const override { return DType::BF16; }
 
   void* alloc(size_t bytes) override {
+    moved();  // a buffer allocated while a step is recorded is one that grew mid-step
     void* p = nullptr;
     const cudaError_t e = cudaMalloc(&p, std::max<size_t>(bytes, 256));
     if (e == cudaErrorMemoryAllocation) {
@@ -122,7 +135,10 @@ class CudaBackend final : public Backend {
     return p;
   }
   void release(void* p) override {
-    if (p) CUDA_CHECK(cudaFree(p));
+    if (!p) return;
+    moved();
+    if (capturing_) deferred_free_.push_back(p);  // the recording (to be discarded) may still name it
+    else CUDA_CHECK(cudaFree(p));
   }
   void zero(void* p, size_t bytes) override { CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, stream_)); }
   void copy_to_host(void* dst, const void* src, size_t bytes) override {
@@ -170,18 +186,29 @@ class CudaBackend final : public Backend {
 
   // ---- the step ----
 
+  void reserve_steps(const StepCapacity& c) override {
+    HYRAX_CHECK(!capturing_, "reserve_steps while a step is recorded");
+    // The largest metadata layout of begin_step (every list at its longest) and the identity rows of gather_rows.
+    const size_t n = size_t(c.max_seqs), T = size_t(std::max(c.max_tokens, c.max_seqs));
+    const size_t tiles = 2 * (T / 64 + n) + n + 2 * (T / 128 + n);
+    meta_.host(3 * T + (n + 1) + 2 * n + n * size_t(std::max<int64_t>(c.max_blocks, 1)) + 2 * n + tiles);
+    identity_rows(int64_t(T));
+  }
+
   void begin_step(const StepMeta& m) override {
+    if (m.n_tokens > max_tokens_seen_) {  // a step larger than all before: buffers sized on first use may grow
+      moved();
+      max_tokens_seen_ = m.n_tokens;
+    }
     step_ = m;
     const int64_t T = m.n_tokens, n = m.n_seqs;
     single_.clear();
     multi_.clear();
     tiles_.clear();
-    max_kv_single_ = 0;
     for (int64_t s = 0; s < n; ++s) {
       const int32_t len = m.cu_seqlens[s + 1] - m.cu_seqlens[s];
       if (len == 1) {
         single_.push_back(int32_t(s));
-        max_kv_single_ = std::max<int64_t>(max_kv_single_, m.start_pos[s] + 1);
       } else if (len > 1) {
         multi_.push_back(int32_t(s));
       }
@@ -198,7 +225,9 @@ class CudaBackend final : public Backend {
     const size_t nb = size_t(std::max<int64_t>(m.max_blocks, 1));
     const size_t total = 3 * size_t(T) + size_t(n + 1) + 2 * size_t(n) + size_t(n) * nb + single_.size() +
                          multi_.size() + tiles_.size() + first_chunk_.size() + tiles128_.size();
+    const int32_t* meta_before = meta_.device();
     int32_t* h = meta_.host(total);
+    if (meta_.device() != meta_before) moved();
     size_t at = 0;
     auto put = [&](const int32_t* src, size_t cnt) {
       if (cnt) std::memcpy(h + at, src, cnt * sizeof(int32_t));
@@ -234,6 +263,69 @@ class CudaBackend final : public Backend {
     dev_.tiles = d + o_tiles;
     dev_.first_chunk = d + o_first;
     dev_.tiles128 = d + o_t128;
+    if (capture_pending_) {  // the upload above runs before every replay; what follows is recorded
+      capture_pending_ = false;
+      capturing_ = true;
+      CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed));
+    }
+  }
+
+  // ---- step graphs ----
+
+  bool step_graphs() const override { return true; }
+
+  void begin_capture(int64_t key) override {
+    HYRAX_CHECK(!capture_pending_ && !capturing_, "begin_capture: a step is already being recorded");
+    capture_pending_ = true;
+    capture_key_ = key;
+    spoiled_ = false;
+  }
+
+  bool end_capture() override {
+    HYRAX_CHECK(capture_pending_ || capturing_, "end_capture without begin_capture");
+    const bool was_pending = capture_pending_;
+    capture_pending_ = false;
+    if (was_pending) return false;  // no begin_step came: nothing was recorded
+    capturing_ = false;
+    cudaGraph_t graph = nullptr;
+    const cudaError_t e = cudaStreamEndCapture(stream_, &graph);
+    for (void* p : deferred_free_) CUDA_CHECK(cudaFree(p));
+    deferred_free_.clear();
+    if (e != cudaSuccess || spoiled_ || !graph) {
+      cudaGetLastError();  // an invalidated capture leaves its error behind
+      if (graph) cudaGraphDestroy(graph);
+      return false;
+    }
+    StepGraph g;
+    g.n_seqs = step_.n_seqs;
+    g.n_tokens = step_.n_tokens;
+    g.max_blocks = step_.max_blocks;
+    g.dev = dev_;
+    const cudaError_t ie = cudaGraphInstantiate(&g.exec, graph, 0);
+    cudaGraphDestroy(graph);
+    CUDA_CHECK(ie);
+    CUDA_CHECK(cudaGraphUpload(g.exec, stream_));
+    auto it = graphs_.find(capture_key_);
+    if (it != graphs_.end()) {
+      cudaGraphExecDestroy(it->second.exec);
+      graphs_.erase(it);
+    }
+    graphs_.emplace(capture_key_, g);
+    return true;
+  }
+
+  bool has_graph(int64_t key) const override { return graphs_.count(key) > 0; }
+
+  void replay(int64_t key) override {
+    HYRAX_CHECK(!capture_pending_ && !capturing_, "replay while a step is being recorded");
+    auto it = graphs_.find(key);
+    HYRAX_CHECK(it != graphs_.end(), "replay: no step graph under key ", key);
+    const StepGraph& g = it->second;
+    HYRAX_CHECK(g.n_seqs == step_.n_seqs && g.n_tokens == step_.n_tokens && g.max_blocks == step_.max_blocks &&
+                    std::memcmp(&g.dev, &dev_, sizeof(DeviceMeta)) == 0,
+                "replay: the step's layout (", step_.n_seqs, " sequences, ", step_.n_tokens, " tokens, block rows of ",
+                step_.max_blocks, ") differs from the one recorded under key ", key);
+    CUDA_CHECK(cudaGraphLaunch(g.exec, stream_));
   }
 
   // ---- ops ----
@@ -476,9 +568,12 @@ class CudaBackend final : public Backend {
     if (kc::attention_prefill_tile_rows(D) == 128) kc::attention_prefill(p, dev_.tiles128, int64_t(tiles128_.size() / 2), stream_);
     else kc::attention_prefill(p, dev_.tiles, int64_t(tiles_.size() / 2), stream_);
     if (!single_.empty()) {
-      const int64_t need = kc::attention_decode_scratch(int64_t(single_.size()), Hq, D, max_kv_single_);
+      // The bound comes from the block rows' width, not from the lengths, so that a recorded step's grid and
+      // scratch layout hold for any later lengths (and the eager run before the recording sizes the scratch).
+      const int64_t max_kv = pk.max_blocks_per_seq * pk.block_size;
+      const int64_t need = kc::attention_decode_scratch(int64_t(single_.size()), Hq, D, max_kv);
       float* scratch = scratch_floats(need);
-      kc::attention_decode(p, dev_.single, int64_t(single_.size()), max_kv_single_, scratch, stream_);
+      kc::attention_decode(p, dev_.single, int64_t(single_.size()), max_kv, scratch, stream_);
     }
   }
 
@@ -486,6 +581,18 @@ class CudaBackend final : public Backend {
     expect_bf16(x, "gather_rows input");
     expect_bf16(out, "gather_rows output");
     for (int32_t r : rows) HYRAX_CHECK(r >= 0 && r < x.rows(), "gather_rows: row ", r);
+    if (int64_t(rows.size()) > max_rows_seen_) {  // may grow the lm_head's staging copy (see begin_step)
+      moved();
+      max_rows_seen_ = int64_t(rows.size());
+    }
+    bool identity = true;
+    for (size_t i = 0; i < rows.size() && identity; ++i) identity = rows[i] == int32_t(i);
+    if (identity) {  // every row in order (decode, all logits): a fixed device list, nothing to upload
+      kc::gather_rows(bptr(x), x.row_stride(), identity_rows(int64_t(rows.size())), int64_t(rows.size()), x.dim(-1),
+                      bptr(out), out.row_stride(), stream_);
+      return;
+    }
+    HYRAX_CHECK(!capturing_, "a recorded step must want the logits of rows 0 .. n-1 in order");
     int32_t* h = rows_.host(std::max<size_t>(rows.size(), 1));
     if (!rows.empty()) std::memcpy(h, rows.data(), rows.size() * sizeof(int32_t));
     int32_t* d = rows_.upload(rows.size(), stream_);
@@ -494,29 +601,51 @@ class CudaBackend final : public Backend {
   }
 
  private:
-  void* gdn_scratch(size_t bytes) {
-    if (bytes > gdn_scratch_bytes_) {
-      if (gdn_scratch_) {
-        CUDA_CHECK(cudaStreamSynchronize(stream_));
-        CUDA_CHECK(cudaFree(gdn_scratch_));
-      }
-      gdn_scratch_ = alloc(bytes);
-      gdn_scratch_bytes_ = bytes;
+  /// A buffer some recorded step may read is about to move: drop every graph, or, while recording, spoil it.
+  void moved() {
+    if (capturing_) spoiled_ = true;
+    else drop_graphs();
+  }
+
+  void drop_graphs() {
+    for (auto& [key, g] : graphs_) cudaGraphExecDestroy(g.exec);
+    graphs_.clear();
+  }
+
+  /// Grows a scratch buffer to `bytes` (its old contents are not kept).
+  void grow(void*& p, size_t& have, size_t bytes) {
+    if (bytes <= have) return;
+    if (p) {
+      if (!capturing_) CUDA_CHECK(cudaStreamSynchronize(stream_));
+      release(p);
     }
+    p = alloc(bytes);
+    have = bytes;
+  }
+
+  void* gdn_scratch(size_t bytes) {
+    grow(gdn_scratch_, gdn_scratch_bytes_, bytes);
     return gdn_scratch_;
   }
 
   float* scratch_floats(int64_t n) {
-    const size_t bytes = size_t(std::max<int64_t>(n, 1)) * sizeof(float);
-    if (bytes > scratch_bytes_) {
-      if (scratch_) {
-        CUDA_CHECK(cudaStreamSynchronize(stream_));
-        CUDA_CHECK(cudaFree(scratch_));
-      }
-      scratch_ = alloc(bytes);
-      scratch_bytes_ = bytes;
-    }
+    grow(scratch_, scratch_bytes_, size_t(std::max<int64_t>(n, 1)) * sizeof(float));
     return static_cast<float*>(scratch_);
+  }
+
+  /// The device list 0, 1, ..., n-1 (at least n long).
+  const int32_t* identity_rows(int64_t n) {
+    if (n > iota_n_) {
+      HYRAX_CHECK(!capturing_, "identity rows grew while a step was recorded");
+      moved();
+      if (iota_) CUDA_CHECK(cudaFree(iota_));
+      iota_n_ = std::max<int64_t>(n, 2 * iota_n_);
+      std::vector<int32_t> h(static_cast<size_t>(iota_n_));
+      for (size_t i = 0; i < h.size(); ++i) h[i] = int32_t(i);
+      CUDA_CHECK(cudaMalloc(&iota_, h.size() * sizeof(int32_t)));
+      copy_to_device(iota_, h.data(), h.size() * sizeof(int32_t));
+    }
+    return iota_;
   }
 
   struct DeviceMeta {
@@ -524,19 +653,31 @@ class CudaBackend final : public Backend {
     int32_t *start_pos = nullptr, *slots = nullptr, *block_tables = nullptr;
     int32_t *single = nullptr, *multi = nullptr, *tiles = nullptr, *first_chunk = nullptr, *tiles128 = nullptr;
   };
+  /// A recorded step and the layout it was recorded with (a replay must match it).
+  struct StepGraph {
+    cudaGraphExec_t exec = nullptr;
+    int64_t n_seqs = 0, n_tokens = 0, max_blocks = 0;
+    DeviceMeta dev;
+  };
 
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<kc::Gemm> gemm_;
   std::vector<void*> owned_;
   StepMeta step_;
   std::vector<int32_t> single_, multi_, tiles_, first_chunk_, tiles128_;
-  int64_t max_kv_single_ = 0;
   Staging meta_, rows_;
   DeviceMeta dev_;
   void* scratch_ = nullptr;  // attention decode partials
   size_t scratch_bytes_ = 0;
   void* gdn_scratch_ = nullptr;  // chunked GDN records
   size_t gdn_scratch_bytes_ = 0;
+  int32_t* iota_ = nullptr;  // 0, 1, ..., iota_n_-1: gather_rows' identity rows
+  int64_t iota_n_ = 0;
+  int64_t max_tokens_seen_ = 0, max_rows_seen_ = 0;  // the largest step so far (see begin_step)
+  std::map<int64_t, StepGraph> graphs_;
+  bool capture_pending_ = false, capturing_ = false, spoiled_ = false;
+  int64_t capture_key_ = -1;
+  std::vector<void*> deferred_free_;  // released while recording; freed when the recording ends
 };
 
 }  // namespace
