@@ -9,6 +9,7 @@
 
 #include "kernels/backend.h"
 #include "models/model.h"
+#include "runtime/sampler.h"
 #include "state/state_pool.h"
 
 namespace hyrax {
@@ -36,6 +37,12 @@ struct StepItem {
   bool all_logits = false;
 };
 
+/// A token sampled on the backend and its log-softmax under the raw logits.
+struct SampledToken {
+  int32_t token = -1;
+  float logprob = 0.0f;
+};
+
 class Engine {
  public:
   Engine(std::unique_ptr<Backend> backend, std::unique_ptr<Model> model, const EngineConfig& cfg);
@@ -60,6 +67,15 @@ class Engine {
   /// Logits of every position of `ids` for a fresh sequence, prefilled in chunks of max_step_tokens.
   std::vector<float> logits_all(const std::vector<int32_t>& ids);
 
+  /// step() for callers that need no logits on the host: item i's last row is sampled on the backend with rows[i]
+  /// (its parameters and uniform draw, Sampler::next_row) and only the tokens and their logprobs come back. No
+  /// item may ask for all_logits.
+  std::vector<SampledToken> step_sample(const std::vector<StepItem>& items, const std::vector<SampleRow>& rows);
+
+  /// Samples host logits rows [n, vocab] (from step()) on the backend, so that a token is drawn the same way
+  /// whichever of step() and step_sample() produced its logits.
+  std::vector<SampledToken> sample_rows(const float* logits, const std::vector<SampleRow>& rows);
+
  private:
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<Model> model_;
@@ -67,6 +83,10 @@ class Engine {
   std::unique_ptr<StatePool> pool_;
   void* logits_dev_ = nullptr;  // device buffer for logits rows
   size_t logits_bytes_ = 0;
+  // step_sample's hooks into step(): leave the logits on the device; the packed order of the last step's items.
+  bool logits_to_host_ = true;
+  std::vector<size_t> last_order_;
+  std::vector<SampledToken> sample_device_rows(int64_t n, const std::vector<SampleRow>& rows);
 };
 
 }  // namespace hyrax

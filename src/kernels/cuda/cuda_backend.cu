@@ -23,6 +23,7 @@
 #include "kernels/matmul/matmul_cuda.h"
 #include "kernels/rms_norm/rms_norm_cuda.h"
 #include "kernels/rope/rope_cuda.h"
+#include "kernels/sampling/sampling_cuda.h"
 
 namespace hyrax {
 namespace {
@@ -500,6 +501,20 @@ class CudaBackend final : public Backend {
   size_t scratch_bytes_ = 0;
   void* gdn_scratch_ = nullptr;  // chunked GDN records
   size_t gdn_scratch_bytes_ = 0;
+
+ public:
+  void sample(const Tensor& logits, const std::vector<kernels::SampleRow>& rows, int32_t* tokens,
+              float* logprobs) override {
+    HYRAX_CHECK(logits.dtype == DType::F32 && logits.device == Device::CUDA, "sample: logits must be float32 on CUDA");
+    HYRAX_CHECK(int64_t(rows.size()) == logits.rows(), "sample: ", rows.size(), " rows of parameters for logits ",
+                logits.shape_str());
+    for (size_t r = 0; r < rows.size(); ++r) kernels::check_sample_row(rows[r], int64_t(r));
+    sampler_.run(logits.ptr<float>(), logits.row_stride(), logits.rows(), logits.dim(-1), rows.data(), tokens,
+                 logprobs, stream_);
+  }
+
+ private:
+  kc::SampleRunner sampler_;  // pinned and device buffers of sample()
 };
 
 }  // namespace
