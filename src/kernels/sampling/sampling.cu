@@ -87,22 +87,21 @@ __device__ __forceinline__ float key_value(uint32_t k) {
   return __uint_as_float((asc & 0x80000000u) ? (asc & 0x7fffffffu) : ~asc);
 }
 
-struct Elem {
-  bool live;
-  int b;
-  u64 q;
-};
+/// The bucket of s, from d = smax − s in float (monotone in s, which is all the buckets need); -1 past the tail
+/// (there d > 37.5·(1 − 2^-24), so e^-d < 2^-54 still).
+__device__ __forceinline__ int bucket_of(float s, float smax) {
+  const float d = __fsub_rn(smax, s);
+  if (!(d <= float(kTailD))) return -1;
+  return min(kBuckets - 1, int(__fmul_rn(d, float(kInvW))));
+}
 
-/// The bucket of s and its fixed-point mass relative to the bucket's top: exp(−t) for t = d − d_bucket ∈ [0, W]
-/// by its Taylor series to degree 6 (error < 2e-16, below the 2^-45 grain).
-__device__ __forceinline__ Elem classify(float s, float smax) {
-  const double d = double(smax) - double(s);
-  if (!(d <= kTailD)) return {false, 0, 0};
-  const int b = min(kBuckets - 1, int(d * kInvW));
-  const double t = d - double(b) * kBucketW;
+/// s's mass relative to its bucket's top in fixed point: exp(−t) for t = d − d_bucket (float64, d exact) by its
+/// Taylor series to degree 6 (error < 2e-16, below the 2^-45 grain); t may stray a float rounding outside [0, W].
+__device__ __forceinline__ u64 fixed_mass(float s, float smax, int b) {
+  const double t = (double(smax) - double(s)) - double(b) * kBucketW;
   const double e =
       1.0 + t * (-1.0 + t * (0.5 + t * (-1.0 / 6 + t * (1.0 / 24 + t * (-1.0 / 120 + t * (1.0 / 720))))));
-  return {true, b, __double2ull_rn(e * kFix)};
+  return __double2ull_rn(e * kFix);
 }
 
 /// The bucket's fixed-point unit in probability mass: 2^-45 · exp(−d_bucket).
@@ -149,6 +148,9 @@ struct Row {
   float T, smax;
 };
 
+// The passes and the searches are separate functions (__noinline__): each gets the whole register budget of a
+// 1024-thread block, and only the orchestration between them spills.
+
 // ---- pass 1: max, first argmax, Σ exp(x − max) ---------------------------------------------------------------------
 
 __device__ __forceinline__ void combine_max(float& m, int& i, double& s, float m2, int i2, double s2) {
@@ -160,19 +162,44 @@ __device__ __forceinline__ void combine_max(float& m, int& i, double& s, float m
   s = a + b;
 }
 
-__device__ void row_stats(Smem& S, const Row& r) {
-  float m = -INFINITY;
+__device__ __noinline__ void row_stats(Smem& S, const Row& r) {
+  // Per thread: the running max moves at most once per tile of 16 values (one float64 rescale), the first index of
+  // the max is tracked on its own, every value adds expf(x − max) to a float64 sum.
+  float m = -INFINITY, best = -INFINITY;
   int idx = 0;
   double sum = 0.0;
-  for_row(r.x, r.V, r.vec, [&](float x, int64_t i) {
-    if (x > m) {
-      sum = (m == -INFINITY ? 0.0 : sum * exp(double(m) - double(x))) + 1.0;
-      m = x;
-      idx = int(i);
-    } else if (x > -INFINITY) {
-      sum += double(expf(x - m));
+  constexpr int64_t kTile = 4 * kThreads;
+  for (int64_t base = 0; base < r.V; base += 4 * kTile) {
+    float v[16];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const int64_t i = base + u * kTile + 4 * int64_t(threadIdx.x);
+      if (r.vec && i + 3 < r.V) {
+        const float4 f = __ldg(reinterpret_cast<const float4*>(r.x + i));
+        v[4 * u] = f.x, v[4 * u + 1] = f.y, v[4 * u + 2] = f.z, v[4 * u + 3] = f.w;
+      } else {
+#pragma unroll
+        for (int k = 0; k < 4; ++k) v[4 * u + k] = i + k < r.V ? r.x[i + k] : -INFINITY;
+      }
     }
-  });
+    float lm = m;
+#pragma unroll
+    for (int k = 0; k < 16; ++k) lm = fmaxf(lm, v[k]);  // fmaxf drops NaN
+    if (lm > m) {
+      sum = m == -INFINITY ? 0.0 : sum * exp(double(m) - double(lm));
+      m = lm;
+    }
+#pragma unroll
+    for (int u = 0; u < 4; ++u)
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        const int64_t i = base + u * kTile + 4 * int64_t(threadIdx.x) + k;
+        const float x = v[4 * u + k];
+        if (i < r.V && x > best) best = x, idx = int(i);
+        if (x > -INFINITY) sum += double(expf(x - m));
+      }
+  }
+  m = best;  // == m unless every value was -inf or NaN
   for (int o = 16; o > 0; o >>= 1) {
     const float m2 = __shfl_xor_sync(0xffffffffu, m, o);
     const int i2 = __shfl_xor_sync(0xffffffffu, idx, o);
@@ -197,14 +224,15 @@ __device__ void row_stats(Smem& S, const Row& r) {
 
 // ---- pass 2: bucket histogram and prefix sums -----------------------------------------------------------------------
 
-__device__ void histogram(Smem& S, const Row& r) {
+__device__ __noinline__ void histogram(Smem& S, const Row& r) {
   for (int b = threadIdx.x; b < kBuckets; b += kThreads) S.cnt[b] = 0, S.qsum[b] = 0;
   __syncthreads();
   for_row(r.x, r.V, r.vec, [&](float x, int64_t) {
-    const Elem e = classify(scaled(x, r.T), r.smax);
-    if (e.live) {
-      atomicAdd(&S.cnt[e.b], 1u);
-      atomicAdd(&S.qsum[e.b], e.q);
+    const float sx = scaled(x, r.T);
+    const int b = bucket_of(sx, r.smax);
+    if (b >= 0) {
+      atomicAdd(&S.cnt[b], 1u);
+      atomicAdd(&S.qsum[b], fixed_mass(sx, r.smax, b));
     }
   });
   __syncthreads();
@@ -291,13 +319,13 @@ __device__ int last_bucket_upto(Smem& S, int b) {
 // ---- a bucket's tokens ----------------------------------------------------------------------------------------------
 
 /// Gathers the keys of buckets [b0, b1] (at most kListCap tokens) into shared memory.
-__device__ void gather(Smem& S, const Row& r, int b0, int b1) {
+__device__ __noinline__ void gather(Smem& S, const Row& r, int b0, int b1) {
   if (threadIdx.x == 0) S.list_n = 0;
   __syncthreads();
   for_row(r.x, r.V, r.vec, [&](float x, int64_t i) {
     const float s = scaled(x, r.T);
-    const Elem e = classify(s, r.smax);
-    if (e.live && e.b >= b0 && e.b <= b1) S.list[atomicAdd(&S.list_n, 1)] = (u64(desc_key(s)) << 32) | u64(i);
+    const int b = bucket_of(s, r.smax);
+    if (b >= b0 && b <= b1) S.list[atomicAdd(&S.list_n, 1)] = (u64(desc_key(s)) << 32) | u64(i);
   });
   if (threadIdx.x == 0) S.list_b0 = b0, S.list_b1 = b1;
   __syncthreads();
@@ -317,14 +345,12 @@ __device__ __forceinline__ void for_bucket(Smem& S, const Row& r, int b, F&& f) 
     for (int i = threadIdx.x; i < n; i += kThreads) {
       const u64 key = S.list[i];
       const float s = key_value(uint32_t(key >> 32));
-      const Elem e = classify(s, r.smax);
-      if (e.b == b) f(key, e.q, s);
+      if (bucket_of(s, r.smax) == b) f(key, fixed_mass(s, r.smax, b), s);
     }
   } else {
     for_row(r.x, r.V, r.vec, [&](float x, int64_t i) {
       const float s = scaled(x, r.T);
-      const Elem e = classify(s, r.smax);
-      if (e.live && e.b == b) f((u64(desc_key(s)) << 32) | u64(i), e.q, s);
+      if (bucket_of(s, r.smax) == b) f((u64(desc_key(s)) << 32) | u64(i), fixed_mass(s, r.smax, b), s);
     });
   }
 }
@@ -337,7 +363,7 @@ struct Sel {
 /// In bucket b, among the tokens with key ≤ kmax, in key order: the first whose running count (by_mass false) or
 /// running fixed-point mass (by_mass true), itself included, reaches target ≥ 1. A radix select over the 64-bit
 /// keys, 8 bits per level, starting at the highest bit where the candidates differ; integer sums only.
-__device__ Sel select_in_bucket(Smem& S, const Row& r, int b, u64 kmax, bool by_mass, u64 target) {
+__device__ __noinline__ Sel select_in_bucket(Smem& S, const Row& r, int b, u64 kmax, bool by_mass, u64 target) {
   ensure_gathered(S, r, b);
   if (threadIdx.x == 0) S.kor = 0, S.kand = kAllKeys, S.sel_target = target, S.sel_cb = 0, S.sel_qb = 0, S.sel_state = 0;
   __syncthreads();
@@ -368,9 +394,9 @@ __device__ Sel select_in_bucket(Smem& S, const Row& r, int b, u64 kmax, bool by_
     });
     __syncthreads();
     if (threadIdx.x < 32) {
-      u64 vc[8], vq[8], lc = 0, lq = 0;
-#pragma unroll
-      for (int j = 0; j < 8; ++j) vc[j] = S.bin_cnt[8 * lane + j], vq[j] = S.bin_q[8 * lane + j], lc += vc[j], lq += vq[j];
+      // Lane l scans bins [8l, 8l + 8): its sums, a warp prefix sum, then the crossing lane walks its bins.
+      u64 lc = 0, lq = 0;
+      for (int j = 0; j < 8; ++j) lc += S.bin_cnt[8 * lane + j], lq += S.bin_q[8 * lane + j];
       u64 ic = lc, iq = lq;
       for (int o = 1; o < 32; o <<= 1) {
         const u64 c2 = __shfl_up_sync(0xffffffffu, ic, o), q2 = __shfl_up_sync(0xffffffffu, iq, o);
@@ -382,13 +408,14 @@ __device__ Sel select_in_bucket(Smem& S, const Row& r, int b, u64 kmax, bool by_
         if (lane == 0) S.sel_state = 2;
       } else if (lane == __ffs(hit) - 1) {
         u64 cb = ic - lc, qb = iq - lq;
-        int g = 0;
+        int g = 8 * lane + 7;
         for (int j = 0; j < 8; ++j) {
-          if ((by_mass ? qb + vq[j] : cb + vc[j]) >= t) {
+          const u64 c = S.bin_cnt[8 * lane + j], q = S.bin_q[8 * lane + j];
+          if ((by_mass ? qb + q : cb + c) >= t) {
             g = 8 * lane + j;
             break;
           }
-          cb += vc[j], qb += vq[j];
+          cb += c, qb += q;
         }
         S.sel_cb += cb;
         S.sel_qb += qb;
@@ -412,7 +439,7 @@ __device__ Sel select_in_bucket(Smem& S, const Row& r, int b, u64 kmax, bool by_
 }
 
 /// Tokens of bucket b with key ≤ kmax whose probability e^(−d) / total is ≥ floor (min-p).
-__device__ uint32_t count_min_p(Smem& S, const Row& r, int b, u64 kmax, double total, double floor) {
+__device__ __noinline__ uint32_t count_min_p(Smem& S, const Row& r, int b, u64 kmax, double total, double floor) {
   ensure_gathered(S, r, b);
   if (threadIdx.x == 0) S.tmp_n = 0;
   __syncthreads();
