@@ -30,6 +30,7 @@ void run(const Options& o) {
     k.gdn = s.count("gdn") > 0;
     k.attention = s.count("attention") > 0;
     k.gemm = s.count("gemm") > 0;
+    k.sampling = s.count("sampling") > 0;
   }
   k.quick = o.quick;
   kernels::cuda::run_kernel_benchmarks(k);
@@ -42,8 +43,8 @@ const RegisterCommand reg{{"bench-kernels", "Measure the GPU kernels against the
                            [](CLI::App& app) {
                              auto o = std::make_shared<Options>();
                              app.add_option("--device", o->device, "cuda")->check(CLI::IsMember({"cpu", "cuda"}));
-                             app.add_option("--only", o->only, "gdn, attention and/or gemm (default: all)")
-                                 ->check(CLI::IsMember({"gdn", "attention", "gemm"}));
+                             app.add_option("--only", o->only, "gdn, attention, gemm and/or sampling (default: all)")
+                                 ->check(CLI::IsMember({"gdn", "attention", "gemm", "sampling"}));
                              app.add_flag("--quick", o->quick, "fewer sizes and repetitions");
                              app.callback([o] { run(*o); });
                            },

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "kernels/sampling/sampling.h"
 
 namespace hyrax::io {
 struct TensorInfo;
@@ -140,6 +141,13 @@ class Backend {
                          int64_t Hkv, int64_t D, float scale, const Tensor& out) = 0;
   /// out[i] = x[rows[i]]: picks the rows whose logits are wanted.
   virtual void gather_rows(const Tensor& x, const std::vector<int32_t>& rows, const Tensor& out) = 0;
+
+  // ---- sampling ----
+  /// One token from each row of float32 logits [R, V] with rows[r]'s parameters and draw (kernels/sampling), and
+  /// its log-softmax of the raw logits; tokens and logprobs are host arrays [R] (logprobs may be null). A row's
+  /// result depends only on that row.
+  virtual void sample(const Tensor& logits, const std::vector<kernels::SampleRow>& rows, int32_t* tokens,
+                      float* logprobs) = 0;
 };
 
 /// The CPU backend (float32 activations and KV cache, all cores).

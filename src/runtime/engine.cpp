@@ -120,6 +120,7 @@ std::vector<float> Engine::step(const std::vector<StepItem>& items) {
     if (items[i].n_tokens == 1) order.push_back(i);
   for (size_t i = 0; i < items.size(); ++i)
     if (items[i].n_tokens != 1) order.push_back(i);
+  last_order_ = order;
   std::vector<int32_t> tables(size_t(n_rows * width), 0);
   std::vector<size_t> out_first(items.size());  // each item's first logits row in the packed order
   for (size_t oi = 0; oi < order.size(); ++oi) {
@@ -177,6 +178,7 @@ std::vector<float> Engine::step(const std::vector<StepItem>& items) {
   }
   run_forward(m, rows, key);
   for (const auto& it : items) it.seq->n_cached += it.n_tokens;
+  if (!logits_to_host_) return {};  // step_sample reads them on the device
 
   std::vector<float> packed(real_rows * size_t(V));
   backend_->copy_to_host(packed.data(), logits_dev_, packed.size() * sizeof(float));
@@ -217,6 +219,49 @@ void Engine::run_forward(const StepMeta& m, const std::vector<int32_t>& rows, in
   }
   if (backend_->end_capture()) ++graph_captures_;
   else failed_keys_.push_back(key);
+}
+
+std::vector<SampledToken> Engine::step_sample(const std::vector<StepItem>& items,
+                                             const std::vector<SampleRow>& rows) {
+  HYRAX_CHECK(rows.size() == items.size(), "step_sample: ", rows.size(), " sampling rows for ", items.size(), " items");
+  for (const auto& it : items) HYRAX_CHECK(!it.all_logits, "step_sample: an item asks for all its logits");
+  logits_to_host_ = false;
+  try {
+    step(items);
+  } catch (...) {
+    logits_to_host_ = true;
+    throw;
+  }
+  logits_to_host_ = true;
+  // The logits rows are in step()'s packed order: sample them there, hand the tokens back in the caller's order.
+  std::vector<SampleRow> packed(rows.size());
+  for (size_t oi = 0; oi < last_order_.size(); ++oi) packed[oi] = rows[last_order_[oi]];
+  const auto got = sample_device_rows(int64_t(items.size()), packed);
+  std::vector<SampledToken> out(items.size());
+  for (size_t oi = 0; oi < last_order_.size(); ++oi) out[last_order_[oi]] = got[oi];
+  return out;
+}
+
+std::vector<SampledToken> Engine::sample_rows(const float* logits, const std::vector<SampleRow>& rows) {
+  const size_t bytes = rows.size() * size_t(vocab_size()) * sizeof(float);
+  if (bytes == 0) return {};
+  if (bytes > logits_bytes_) {
+    if (logits_dev_) backend_->release(logits_dev_);
+    logits_dev_ = backend_->alloc(bytes);
+    logits_bytes_ = bytes;
+  }
+  backend_->copy_to_device(logits_dev_, logits, bytes);
+  return sample_device_rows(int64_t(rows.size()), rows);
+}
+
+std::vector<SampledToken> Engine::sample_device_rows(int64_t n, const std::vector<SampleRow>& rows) {
+  std::vector<int32_t> tokens(size_t(n), -1);
+  std::vector<float> logprobs(size_t(n), 0.0f);
+  Tensor logits(logits_dev_, DType::F32, {n, vocab_size()}, backend_->device());
+  backend_->sample(logits, rows, tokens.data(), logprobs.data());
+  std::vector<SampledToken> out(static_cast<size_t>(n));
+  for (size_t i = 0; i < out.size(); ++i) out[i] = {tokens[i], logprobs[i]};
+  return out;
 }
 
 std::vector<float> Engine::logits_all(const std::vector<int32_t>& ids) {

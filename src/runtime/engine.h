@@ -9,6 +9,7 @@
 
 #include "kernels/backend.h"
 #include "models/model.h"
+#include "runtime/sampler.h"
 #include "state/state_pool.h"
 
 namespace hyrax {
@@ -38,6 +39,12 @@ struct StepItem {
   const int32_t* tokens = nullptr;
   int64_t n_tokens = 0;
   bool all_logits = false;
+};
+
+/// A token sampled on the backend and its log-softmax under the raw logits.
+struct SampledToken {
+  int32_t token = -1;
+  float logprob = 0.0f;
 };
 
 class Engine {
@@ -72,6 +79,14 @@ class Engine {
   /// Decode steps so far that replayed a graph, and graphs recorded (for tests and benchmarks).
   int64_t graph_replays() const { return graph_replays_; }
   int64_t graph_captures() const { return graph_captures_; }
+  /// step() for callers that need no logits on the host: item i's last row is sampled on the backend with rows[i]
+  /// (its parameters and uniform draw, Sampler::next_row) and only the tokens and their logprobs come back. No
+  /// item may ask for all_logits.
+  std::vector<SampledToken> step_sample(const std::vector<StepItem>& items, const std::vector<SampleRow>& rows);
+
+  /// Samples host logits rows [n, vocab] (from step()) on the backend, so that a token is drawn the same way
+  /// whichever of step() and step_sample() produced its logits.
+  std::vector<SampledToken> sample_rows(const float* logits, const std::vector<SampleRow>& rows);
 
  private:
   /// Runs the model over the packed step `m` (logits into logits_dev_): eagerly, or as the graph of `key` (>= 0).
@@ -86,6 +101,10 @@ class Engine {
   bool graphs_ = false;  // decode steps as step graphs
   int64_t graph_replays_ = 0, graph_captures_ = 0;
   std::vector<int64_t> failed_keys_;  // keys whose recording could not be kept: they stay eager
+  // step_sample's hooks into step(): leave the logits on the device; the packed order of the last step's items.
+  bool logits_to_host_ = true;
+  std::vector<size_t> last_order_;
+  std::vector<SampledToken> sample_device_rows(int64_t n, const std::vector<SampleRow>& rows);
 };
 
 }  // namespace hyrax

@@ -36,17 +36,25 @@ std::vector<float> Session::append(std::span<const int32_t> ids) {
   return logits;
 }
 
+int32_t Session::feed_and_sample(int32_t id, const SampleRow& row) {
+  const auto got = engine_.step_sample({StepItem{&seq_, &id, 1, false}}, {row});
+  consumed_.push_back(id);
+  return got[0].token;
+}
+
 GenerateResult Session::generate(std::vector<float> logits, const GenerateOptions& opt,
                                  const std::function<bool(int32_t)>& on_token) {
   HYRAX_REQUIRE(opt.max_new_tokens >= 0, "max_new_tokens must be >= 0");
   opt.sampling.validate();
   GenerateResult res;
   if (opt.max_new_tokens == 0) return res;
+  HYRAX_REQUIRE(int64_t(logits.size()) == engine_.vocab_size(), "generate: expected one row of ",
+                engine_.vocab_size(), " logits, got ", logits.size(), " values");
   Sampler sampler(opt.sampling);
-  const int64_t V = engine_.vocab_size();
   const auto t0 = steady::now();
+  // Every token is drawn on the backend (the first from the given logits), the same way the scheduler draws them.
+  int32_t id = engine_.sample_rows(logits.data(), {sampler.next_row()})[0].token;
   for (;;) {
-    const int32_t id = sampler.sample(logits.data(), V);
     res.tokens.push_back(id);
     if (on_token && !on_token(id)) {
       res.finish = FinishReason::Cancelled;
@@ -57,7 +65,7 @@ GenerateResult Session::generate(std::vector<float> logits, const GenerateOption
       break;
     }
     if (int64_t(res.tokens.size()) >= opt.max_new_tokens) break;
-    logits = append(std::span<const int32_t>(&id, 1));
+    id = feed_and_sample(id, sampler.next_row());
   }
   res.decode_seconds = std::chrono::duration<double>(steady::now() - t0).count();
   return res;

@@ -49,6 +49,9 @@ class Session {
                           const std::function<bool(int32_t)>& on_token = {});
 
  private:
+  /// Appends one token and samples the next one on the backend (no logits come to the host).
+  int32_t feed_and_sample(int32_t id, const SampleRow& row);
+
   Engine& engine_;
   Sequence seq_;
   std::vector<int32_t> consumed_;

@@ -31,52 +31,25 @@ float Sampler::logprob(const float* logits, int64_t vocab, int32_t token) {
   return float(double(logits[token]) - mx - std::log(sum));
 }
 
-int32_t Sampler::sample(const float* logits, int64_t vocab) {
-  if (p_.temperature == 0.0f) return argmax(logits, vocab);
-  // Candidates sorted by logit (descending, ties by id), scaled by 1/temperature.
-  cand_.resize(size_t(vocab));
-  for (int64_t i = 0; i < vocab; ++i) cand_[size_t(i)] = {logits[i] / p_.temperature, int32_t(i)};
-  auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
-  size_t n = cand_.size();
-  if (p_.top_k > 0 && size_t(p_.top_k) < n) {
-    std::partial_sort(cand_.begin(), cand_.begin() + p_.top_k, cand_.end(), by_logit);
-    n = size_t(p_.top_k);
-  } else {
-    std::sort(cand_.begin(), cand_.end(), by_logit);
-  }
-  // Softmax over the survivors (float64 for a stable sum).
-  std::vector<double> prob(n);
-  const double mx = cand_[0].first;
-  double total = 0;
-  for (size_t i = 0; i < n; ++i) total += prob[i] = std::exp(double(cand_[i].first) - mx);
-  for (auto& v : prob) v /= total;
-  // top-p: keep the smallest prefix whose mass reaches top_p (always at least one token).
-  if (p_.top_p < 1.0f) {
-    double acc = 0;
-    size_t keep = 0;
-    while (keep < n) {
-      acc += prob[keep++];
-      if (acc >= double(p_.top_p)) break;
-    }
-    n = std::max<size_t>(keep, 1);
-  }
-  // min-p: drop tokens below min_p times the top probability.
-  if (p_.min_p > 0.0f) {
-    const double floor = double(p_.min_p) * prob[0];
-    size_t keep = 1;
-    while (keep < n && prob[keep] >= floor) ++keep;
-    n = keep;
-  }
-  double mass = 0;
-  for (size_t i = 0; i < n; ++i) mass += prob[i];
+SampleRow Sampler::next_row() {
+  SampleRow r{p_.temperature, p_.top_k, p_.top_p, p_.min_p, 0.0};
   // One uniform draw from 53 random bits, the same on every platform.
-  const double u = double(rng_() >> 11) * (1.0 / 9007199254740992.0) * mass;
-  double acc = 0;
-  for (size_t i = 0; i < n; ++i) {
-    acc += prob[i];
-    if (u < acc) return cand_[i].second;
-  }
-  return cand_[n - 1].second;
+  if (p_.temperature != 0.0f) r.u = double(rng_() >> 11) * (1.0 / 9007199254740992.0);
+  return r;
+}
+
+int32_t Sampler::sample(const float* logits, int64_t vocab) {
+  const SampleRow row = next_row();
+  int32_t token = 0;
+  kernels::SampleParams p;
+  p.logits = logits;
+  p.ld = vocab;
+  p.R = 1;
+  p.V = vocab;
+  p.rows = &row;
+  p.tokens = &token;
+  kernels::sample_ref(p);
+  return token;
 }
 
 }  // namespace hyrax

@@ -320,10 +320,27 @@ bool Scheduler::run_step() {
     items[i] = StepItem{&s->s, s->tokens.data() + s->s.n_cached, counts[i], scoring};
     (is_decode(s) ? decode_tokens : prompt_tokens) += counts[i];
   }
+  // Each sequence whose pending tokens this step completes samples its next token, on the backend, with its own
+  // parameters and draw. The logits come to the host only when something needs them there: prompt logprobs (echo)
+  // or the alternatives of logprobs > 0; otherwise only the tokens (and their logprobs) do.
+  std::vector<char> samples(seqs.size(), 0);
+  std::vector<SampleRow> sample_rows(seqs.size(), SampleRow{0.0f, 0, 1.0f, 0.0f, 0.0});  // greedy: no draw
+  bool host_logits = false;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    Seq* s = seqs[i];
+    host_logits = host_logits || items[i].all_logits;
+    if (s->req->ended || start[i] + counts[i] != int64_t(s->tokens.size())) continue;
+    samples[i] = 1;
+    if (s->req->p.max_tokens == 0) continue;  // the prompt is only scored
+    host_logits = host_logits || s->req->p.logprobs > 0;
+    sample_rows[i] = s->sampler.next_row();
+  }
   const auto t0 = clock::now();
   std::vector<float> logits;
+  std::vector<SampledToken> sampled_rows;
   try {
-    logits = engine_.step(items);
+    if (host_logits) logits = engine_.step(items);
+    else sampled_rows = engine_.step_sample(items, sample_rows);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "hyrax: step of %zu sequences failed: %s\n", items.size(), e.what());
     for (Seq* s : seqs) fail_request(s->req, str_cat("internal error: ", e.what()), false);
@@ -333,73 +350,89 @@ bool Scheduler::run_step() {
   blocks_peak_ = std::max(blocks_peak_, pool.config().n_blocks - pool.free_blocks());
 
   const int64_t V = engine_.vocab_size();
-  // Prompt logprobs (echo): rows of the scoring pieces, each row independent, computed in parallel.
-  struct Row {
-    Req* r;
-    int64_t pos;
-    const float* logits;
-  };
-  std::vector<Row> prompt_rows;
-  std::vector<std::pair<Seq*, const float*>> to_sample;  // sequences whose last row gives their next token
-  size_t row = 0;
-  for (size_t i = 0; i < seqs.size(); ++i) {
-    Seq* s = seqs[i];
-    Req* r = s->req;
-    size_t last = row;
-    if (items[i].all_logits) {
-      const int64_t P = int64_t(r->p.prompt.size());
-      int64_t next_pos = int64_t(r->prompt_lp.tokens.size());
-      for (const Row& pr : prompt_rows)
-        if (pr.r == r) next_pos = std::max(next_pos, pr.pos + 1);
-      for (int64_t j = 0; j < counts[i]; ++j) {
-        const int64_t pos = start[i] + j + 1;  // row j predicts the token at pos
-        if (pos < P && pos == next_pos) {
-          prompt_rows.push_back(Row{r, pos, &logits[(row + size_t(j)) * size_t(V)]});
-          ++next_pos;
+  std::vector<const float*> last_row(seqs.size(), nullptr);  // host path: each item's last logits row
+  if (host_logits) {
+    // Prompt logprobs (echo): rows of the scoring pieces, each row independent, computed in parallel.
+    struct Row {
+      Req* r;
+      int64_t pos;
+      const float* logits;
+    };
+    std::vector<Row> prompt_rows;
+    size_t row = 0;
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      Req* r = seqs[i]->req;
+      if (items[i].all_logits) {
+        const int64_t P = int64_t(r->p.prompt.size());
+        int64_t next_pos = int64_t(r->prompt_lp.tokens.size());
+        for (const Row& pr : prompt_rows)
+          if (pr.r == r) next_pos = std::max(next_pos, pr.pos + 1);
+        for (int64_t j = 0; j < counts[i]; ++j) {
+          const int64_t pos = start[i] + j + 1;  // row j predicts the token at pos
+          if (pos < P && pos == next_pos) {
+            prompt_rows.push_back(Row{r, pos, &logits[(row + size_t(j)) * size_t(V)]});
+            ++next_pos;
+          }
         }
+        row += size_t(counts[i]);
+      } else {
+        row += 1;
       }
-      last = row + size_t(counts[i]) - 1;
-      row += size_t(counts[i]);
-    } else {
-      row += 1;
+      last_row[i] = &logits[(row - 1) * size_t(V)];
     }
-    if (!r->ended && s->s.n_cached == int64_t(s->tokens.size())) to_sample.emplace_back(s, &logits[last * size_t(V)]);
+    std::vector<TokenLogprob> prompt_lps(prompt_rows.size());
+    parallel_for(int64_t(prompt_rows.size()), 1, [&](int64_t b, int64_t e) {
+      for (int64_t k = b; k < e; ++k) {
+        const Row& pr = prompt_rows[size_t(k)];
+        prompt_lps[size_t(k)] = token_logprob(pr.logits, V, pr.r->p.prompt[size_t(pr.pos)],
+                                              std::max<int32_t>(pr.r->p.logprobs, 0));
+      }
+    });
+    for (size_t k = 0; k < prompt_rows.size(); ++k) {
+      Req* r = prompt_rows[k].r;
+      r->prompt_lp.tokens.push_back(std::move(prompt_lps[k]));
+      if (r->prompt_lp.tokens.size() == r->p.prompt.size() && !r->prompt_lp_sent) {
+        r->handle->push(r->prompt_lp);
+        r->prompt_lp_sent = true;
+      }
+    }
+    // The sampling sequences' last rows, sampled on the backend as step_sample would.
+    std::vector<size_t> which;
+    for (size_t i = 0; i < seqs.size(); ++i)
+      if (samples[i]) which.push_back(i);
+    std::vector<float> rows_host(which.size() * size_t(V));
+    std::vector<SampleRow> params(which.size());
+    for (size_t k = 0; k < which.size(); ++k) {
+      std::copy_n(last_row[which[k]], size_t(V), rows_host.begin() + int64_t(k * size_t(V)));
+      params[k] = sample_rows[which[k]];
+    }
+    const auto got = engine_.sample_rows(rows_host.data(), params);
+    sampled_rows.assign(seqs.size(), SampledToken{});
+    for (size_t k = 0; k < which.size(); ++k) sampled_rows[which[k]] = got[k];
   }
-  std::vector<TokenLogprob> prompt_lps(prompt_rows.size());
-  parallel_for(int64_t(prompt_rows.size()), 1, [&](int64_t b, int64_t e) {
+  // Logprobs: the chosen token's comes with the sample; the k most likely alternatives need the host row.
+  std::vector<size_t> to_emit;
+  std::vector<TokenLogprob> lps(seqs.size());
+  for (size_t i = 0; i < seqs.size(); ++i)
+    if (samples[i]) to_emit.push_back(i);
+  parallel_for(int64_t(to_emit.size()), 1, [&](int64_t b, int64_t e) {
     for (int64_t k = b; k < e; ++k) {
-      const Row& pr = prompt_rows[size_t(k)];
-      prompt_lps[size_t(k)] = token_logprob(pr.logits, V, pr.r->p.prompt[size_t(pr.pos)],
-                                            std::max<int32_t>(pr.r->p.logprobs, 0));
-    }
-  });
-  for (size_t k = 0; k < prompt_rows.size(); ++k) {
-    Req* r = prompt_rows[k].r;
-    r->prompt_lp.tokens.push_back(std::move(prompt_lps[k]));
-    if (r->prompt_lp.tokens.size() == r->p.prompt.size() && !r->prompt_lp_sent) {
-      r->handle->push(r->prompt_lp);
-      r->prompt_lp_sent = true;
-    }
-  }
-  // Sampling (and logprobs) of each sequence is independent: in parallel, then emitted in order.
-  std::vector<int32_t> ids(to_sample.size(), -1);
-  std::vector<TokenLogprob> lps(to_sample.size());
-  parallel_for(int64_t(to_sample.size()), 1, [&](int64_t b, int64_t e) {
-    for (int64_t k = b; k < e; ++k) {
-      auto [s, lg] = to_sample[size_t(k)];
-      if (s->req->p.max_tokens == 0) continue;
-      ids[size_t(k)] = s->sampler.sample(lg, V);
-      if (s->req->p.logprobs >= 0) lps[size_t(k)] = token_logprob(lg, V, ids[size_t(k)], s->req->p.logprobs);
+      const size_t i = to_emit[size_t(k)];
+      const RequestParams& p = seqs[i]->req->p;
+      if (p.max_tokens == 0 || p.logprobs < 0) continue;
+      const int32_t id = sampled_rows[i].token;
+      lps[i] = p.logprobs > 0 ? token_logprob(last_row[i], V, id, p.logprobs)
+                              : TokenLogprob{id, double(sampled_rows[i].logprob), {}};
     }
   });
   int64_t sampled = 0;
-  for (size_t k = 0; k < to_sample.size(); ++k) {
-    Seq* s = to_sample[k].first;
-    if (ids[k] < 0) {
+  for (size_t i : to_emit) {
+    Seq* s = seqs[i];
+    if (s->req->p.max_tokens == 0) {
       finish_seq(s, Finish::Length, ChoiceUpdate{}, true);  // max_tokens 0: the prompt was only scored
       continue;
     }
-    emit(s, ids[k], s->req->p.logprobs >= 0 ? &lps[k] : nullptr);
+    emit(s, sampled_rows[i].token, s->req->p.logprobs >= 0 ? &lps[i] : nullptr);
     ++sampled;
   }
   metrics_.on_step(prompt_tokens, sampled, dt);

@@ -11,6 +11,7 @@
 #include "kernels/matmul/matmul.h"
 #include "kernels/rms_norm/rms_norm.h"
 #include "kernels/rope/rope.h"
+#include "kernels/sampling/sampling.h"
 
 namespace hyrax {
 namespace {
@@ -268,6 +269,25 @@ class CpuBackend final : public Backend {
       std::memcpy(out.ptr<float>() + int64_t(i) * out.row_stride(), x.ptr<float>() + rows[i] * x.row_stride(),
                   size_t(C) * sizeof(float));
     }
+  }
+
+  void sample(const Tensor& logits, const std::vector<kernels::SampleRow>& rows, int32_t* tokens,
+              float* logprobs) override {
+    expect_f32(logits, "sample logits");
+    HYRAX_CHECK(int64_t(rows.size()) == logits.rows(), "sample: ", rows.size(), " rows of parameters for logits ",
+                logits.shape_str());
+    // Rows are independent: one reference call per row, rows spread over the cores.
+    parallel_for(logits.rows(), 1, [&](int64_t b, int64_t e) {
+      kernels::SampleParams p;
+      p.logits = logits.ptr<float>() + b * logits.row_stride();
+      p.ld = logits.row_stride();
+      p.R = e - b;
+      p.V = logits.dim(-1);
+      p.rows = rows.data() + b;
+      p.tokens = tokens + b;
+      p.logprobs = logprobs ? logprobs + b : nullptr;
+      kernels::sample_ref(p);
+    });
   }
 
  private:

@@ -2,6 +2,7 @@
 // CUDA-graph replays), each figure beside the limit measured in the same run. Inputs are random, never zeros; inputs
 // larger than L2 are used as they are, smaller ones are rotated through several copies.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
@@ -9,11 +10,13 @@
 #include <vector>
 
 #include "core/check.h"
+#include "core/thread_pool.h"
 #include "kernels/attention/attention_cuda.h"
 #include "kernels/cuda/bench_kernels_cuda.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/gated_delta_rule/gated_delta_rule_cuda.h"
 #include "kernels/matmul/matmul_cuda.h"
+#include "kernels/sampling/sampling_cuda.h"
 
 namespace hyrax::kernels::cuda {
 namespace {
@@ -354,6 +357,80 @@ void bench_gemm(const Limits& L, cudaStream_t s, bool quick) {
   }
 }
 
+// ---- sampling: the kernel beside the host path it replaces ----------------------------------------------------------
+
+void bench_sampling(cudaStream_t s, bool quick) {
+  const int64_t V = 100352;
+  struct Mode {
+    const char* name;
+    SampleRow row;
+  };
+  const std::vector<Mode> modes = {{"greedy", {0.0f, 0, 1.0f, 0.0f, 0.0}},
+                                   {"temperature 1", {1.0f, 0, 1.0f, 0.0f, 0.0}},
+                                   {"top-p 0.9", {1.0f, 0, 0.9f, 0.0f, 0.0}},
+                                   {"top-k 50", {1.0f, 50, 1.0f, 0.0f, 0.0}}};
+  std::printf("sample V=%lld, logits ~ N(0, 2.5^2) float32, per call: the kernel (graph replay) | the host path it "
+              "replaces: copy of the rows to the host + kernels::sample_ref (full sort) on 1 thread / on %d threads\n",
+              (long long)V, thread_pool().size());
+  for (int64_t R : {int64_t(1), int64_t(32), int64_t(256)}) {
+    Buf logits(size_t(R * V) * 4), rows(size_t(R) * sizeof(SampleRow)), tok(size_t(R) * 4), lp(size_t(R) * 4);
+    fill(logits.get<float>(), R * V, 2.5f, s);
+    std::vector<float> host(size_t(R * V));
+    for (const Mode& m : modes) {
+      std::vector<SampleRow> hr(size_t(R), m.row);
+      for (int64_t r = 0; r < R; ++r) hr[size_t(r)].u = m.row.temperature == 0.0f ? 0.0 : double((r * 7919) % 1000) / 1000.0;
+      CUDA_CHECK(cudaMemcpy(rows.get(), hr.data(), hr.size() * sizeof(SampleRow), cudaMemcpyHostToDevice));
+      SampleParams p;
+      p.logits = logits.get<float>(), p.ld = V, p.R = R, p.V = V, p.rows = rows.get<SampleRow>();
+      p.tokens = tok.get<int32_t>(), p.logprobs = lp.get<float>();
+      sample(p, s);  // configures the kernel outside the capture
+      CUDA_CHECK(cudaStreamSynchronize(s));
+      const double gpu_ms = graph_ms([&] { sample(p, s); }, s, quick ? 5 : 20);
+      // The host path: the rows to pageable memory (as Engine::step did), then the reference.
+      std::vector<int32_t> ht(static_cast<size_t>(R));
+      std::vector<float> hl(static_cast<size_t>(R));
+      double copy_ms = 0;
+      auto host_ms = [&](bool all_threads) {
+        std::vector<double> t, c;
+        for (int rep = 0; rep < (R >= 256 || quick ? 1 : 3); ++rep) {
+          const auto t0 = std::chrono::steady_clock::now();
+          CUDA_CHECK(cudaMemcpy(host.data(), logits.get(), host.size() * 4, cudaMemcpyDeviceToHost));
+          c.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+          auto rows_fn = [&](int64_t b, int64_t e) {
+            SampleParams q = p;
+            q.logits = host.data() + b * V, q.R = e - b, q.rows = hr.data() + b, q.tokens = ht.data() + b;
+            q.logprobs = hl.data() + b;
+            sample_ref(q);
+          };
+          if (all_threads) parallel_for(R, 1, rows_fn);
+          else rows_fn(0, R);
+          t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+        }
+        std::sort(t.begin(), t.end());
+        std::sort(c.begin(), c.end());
+        copy_ms = c[c.size() / 2];
+        return t[t.size() / 2];
+      };
+      const double one = host_ms(false), many = host_ms(true);
+      // Does the kernel agree with the reference on these rows? (tokens; logprobs within 1e-5)
+      std::vector<int32_t> gt(static_cast<size_t>(R));
+      std::vector<float> gl(static_cast<size_t>(R));
+      CUDA_CHECK(cudaMemcpy(gt.data(), tok.get(), size_t(R) * 4, cudaMemcpyDeviceToHost));
+      CUDA_CHECK(cudaMemcpy(gl.data(), lp.get(), size_t(R) * 4, cudaMemcpyDeviceToHost));
+      int64_t same = 0;
+      double lp_err = 0;
+      for (int64_t r = 0; r < R; ++r) {
+        same += gt[size_t(r)] == ht[size_t(r)];
+        lp_err = std::max(lp_err, double(std::fabs(gl[size_t(r)] - hl[size_t(r)])));
+      }
+      std::printf("sample %-14s R=%-4lld gpu %8.1f us | host %9.3f ms / %8.3f ms (copy %.3f ms)  %5.0fx / %4.0fx  "
+                  "same tokens %lld/%lld, max |dlogprob| %.1e\n",
+                  m.name, (long long)R, gpu_ms * 1e3, one, many, copy_ms, one / gpu_ms, many / gpu_ms, (long long)same,
+                  (long long)R, lp_err);
+    }
+  }
+}
+
 }  // namespace
 
 void run_kernel_benchmarks(const KernelBenchOptions& o) {
@@ -373,6 +450,7 @@ void run_kernel_benchmarks(const KernelBenchOptions& o) {
   if (o.gdn) bench_gdn(L, s, o.quick);
   if (o.attention) bench_attention(L, s, o.quick);
   if (o.gemm) bench_gemm(L, s, o.quick);
+  if (o.sampling) bench_sampling(s, o.quick);
   CUDA_CHECK(cudaStreamSynchronize(s));
   cudaStreamDestroy(s);
 }

@@ -1,5 +1,6 @@
 // Kernel benchmarks on the GPU (`hyrax bench-kernels --device cuda`): the Olmo Hybrid 7B shapes of the gated delta
-// rule (prefill and decode), attention (prefill and paged decode) and the model's GEMMs, each printed beside the
+// rule (prefill and decode), attention (prefill and paged decode), the model's GEMMs and sampling (beside the host
+// path it replaced), each printed beside the
 // hardware limit measured in the same run (device-to-device copy bandwidth, a large cuBLAS bf16 GEMM).
 #pragma once
 
@@ -8,7 +9,7 @@
 namespace hyrax::kernels::cuda {
 
 struct KernelBenchOptions {
-  bool gdn = true, attention = true, gemm = true;
+  bool gdn = true, attention = true, gemm = true, sampling = true;
   bool quick = false;  // fewer sizes and repetitions (a smoke run)
 };
 

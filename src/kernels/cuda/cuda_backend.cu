@@ -30,6 +30,7 @@
 #include "kernels/matmul/matmul_cuda.h"
 #include "kernels/rms_norm/rms_norm_cuda.h"
 #include "kernels/rope/rope_cuda.h"
+#include "kernels/sampling/sampling_cuda.h"
 
 namespace hyrax {
 namespace {
@@ -678,6 +679,20 @@ class CudaBackend final : public Backend {
   bool capture_pending_ = false, capturing_ = false, spoiled_ = false;
   int64_t capture_key_ = -1;
   std::vector<void*> deferred_free_;  // released while recording; freed when the recording ends
+
+ public:
+  void sample(const Tensor& logits, const std::vector<kernels::SampleRow>& rows, int32_t* tokens,
+              float* logprobs) override {
+    HYRAX_CHECK(logits.dtype == DType::F32 && logits.device == Device::CUDA, "sample: logits must be float32 on CUDA");
+    HYRAX_CHECK(int64_t(rows.size()) == logits.rows(), "sample: ", rows.size(), " rows of parameters for logits ",
+                logits.shape_str());
+    for (size_t r = 0; r < rows.size(); ++r) kernels::check_sample_row(rows[r], int64_t(r));
+    sampler_.run(logits.ptr<float>(), logits.row_stride(), logits.rows(), logits.dim(-1), rows.data(), tokens,
+                 logprobs, stream_);
+  }
+
+ private:
+  kc::SampleRunner sampler_;  // pinned and device buffers of sample()
 };
 
 }  // namespace
