@@ -351,6 +351,8 @@ void bench_gemm(const Limits& L, cudaStream_t s, bool quick) {
       std::printf("   backend: %5.1f%% of copy bw (weights), %5.1f%% of GEMM peak\n",
                   100.0 * wbytes / (mine * 1e-3) / L.copy_Bps, 100.0 * flops / (mine * 1e-3) / L.gemm_flops);
     }
+    std::printf("gemm   %-12s backend's algorithms: %s\n", sh.name,
+                backend.pinned_algo({x.get<bf16>(), sh.K, w.get<bf16>(), y.get(), false, sh.N, 1, sh.N, sh.K}).c_str());
   }
 }
 
@@ -402,6 +404,12 @@ void bench_decode_gemm(const Limits& L, cudaStream_t s, bool quick) {
                   sh.name, (long long)sh.N, (long long)sh.K, (long long)R, decode_gemm_k_warps(sh.N, sh.K),
                   mine * 1e3, gbs(mine), 100.0 * gbs(mine) * 1e9 / L.copy_Bps, best * 1e3,
                   100.0 * gbs(best) * 1e9 / L.copy_Bps, pinned * 1e3, 100.0 * gbs(pinned) * 1e9 / L.copy_Bps);
+      if (R != 1 && R != 32) continue;
+      std::printf("decode gemm  %-13s N=%-6lld K=%-5lld R=%-3lld other K splits:", sh.name, (long long)sh.N,
+                  (long long)sh.K, (long long)R);
+      for (int kw : {1, 2, 4, 8})
+        std::printf("  kw=%d %6.1f µs", kw, per_call_ms([&](const GemmArgs& a) { decode_gemm(a, s, kw); }) * 1e3);
+      std::printf("\n");
     }
   }
 }

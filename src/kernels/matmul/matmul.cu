@@ -1,16 +1,17 @@
 // The decode GEMM (kernels/matmul/matmul_cuda.h): y[r, n] = Σ_k x[r, k] w[n, k] for few rows, on mma.sync
 // m16n8k16 with the weights as the A operand (16 weight rows) and 8 rows of x as the B operand.
 //
-// Work split. A block owns 16 weight rows (a tile of N) and 8·RG rows of x; its KW warps split K into KW
-// contiguous ranges of 64-wide chunks, each warp accumulating its range in registers, chunk after chunk; the KW
-// partial sums are then added in shared memory in warp order. KW depends on (N, K) only, RG on R only, so an
-// output element's sum — which chunks, in which order, in which partial — is fixed by (N, K): each column of an
-// mma is computed on its own, and a row's result cannot depend on the rows beside it.
+// Work split. A block owns 16·MT weight rows and 8·RG rows of x; its KW warps split K into KW contiguous ranges of
+// 64-wide chunks, each warp accumulating its range in registers, chunk after chunk; the KW partial sums are then
+// added in shared memory in warp order. KW depends on (N, K) only, MT and RG on R only, so an output element's sum
+// (which chunks, in which order, in which partial) is fixed by (N, K): each column of an mma is computed on its own,
+// and a row's result cannot depend on the rows beside it. No split across blocks: no scratch, no atomics.
 //
-// Fragments straight from global memory: thread (g = lane/4, t = lane%4) loads the 16 consecutive K elements
-// [64c + 16t, 64c + 16t + 16) of weight rows g and g + 8 and of x row g (two 16-byte loads each). The chunk is then
-// four mma k-steps, step j taking the thread's elements 4j … 4j+3 as its k columns {2t, 2t+1, 2t+8, 2t+9}: a fixed
-// permutation of k, applied to both operands alike.
+// Fragments. Thread (g = lane/4, t = lane%4) owns the 16 consecutive K elements [64c + 16t, 64c + 16t + 16) of
+// weight rows g and g + 8 and of x row g. The chunk is four mma k-steps, step j taking the thread's elements
+// 4j … 4j+3 as its k columns {2t, 2t+1, 2t+8, 2t+9}: a fixed permutation of k, applied to both operands alike.
+// Weights stream through a 4-chunk ring in shared memory (cp.async, each thread its own slots); x, small and read
+// by every block, comes through L1.
 #include <algorithm>
 
 #include "core/check.h"
@@ -50,27 +51,22 @@ __device__ __forceinline__ uint4 load8_scalar(const bf16* p, int64_t left) {
   return make_uint4(v[0], v[1], v[2], v[3]);
 }
 
-// Weights are streamed once: no L1 allocation.
-__device__ __forceinline__ uint4 load8_stream(const bf16* p) {
-  uint4 v;
-  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-      : "l"(p));
-  return v;
-}
-
-template <bool VEC>
-__device__ __forceinline__ uint4 load_w(const bf16* p, int64_t left) {
-  if (left <= 0) return make_uint4(0, 0, 0, 0);
-  if constexpr (VEC) return load8_stream(p);
-  else return load8_scalar(p, left);
-}
-
 template <bool VEC>
 __device__ __forceinline__ uint4 load_x(const bf16* p, int64_t left) {
   if (left <= 0) return make_uint4(0, 0, 0, 0);
   if constexpr (VEC) return __ldg(reinterpret_cast<const uint4*>(p));
   else return load8_scalar(p, left);
+}
+
+// 16 bytes global -> shared, bypassing L1 (weights are read once); zeros where `bytes` is 0.
+__device__ __forceinline__ void cp_async16(uint4* dst, const bf16* src, bool valid) {
+  const uint32_t d = uint32_t(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src), "r"(valid ? 16 : 0) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
 }
 
 __device__ __forceinline__ uint32_t word(const uint4& v, int i) {
@@ -96,25 +92,41 @@ __device__ __forceinline__ void mma_chunk(float (&d)[4], const uint4 (&w)[2][2],
   }
 }
 
-// Grid: (row batches of 8·RG rows, tiles of 16 weight rows); block: KW warps. U chunks are loaded before any is
-// used (the bytes in flight); U only batches loads and never changes the order of the sums.
-template <int RG, int U, bool VEC>
+constexpr int kStages = 4;  // chunks of weights in flight per warp (a ring in shared memory)
+
+template <int MT>
+constexpr size_t ring_bytes(int kw) {  // [KW][kStages][MT][4][32] uint4
+  return size_t(kw) * kStages * MT * 4 * 32 * sizeof(uint4);
+}
+template <int RG, int MT>
+constexpr size_t smem_bytes(int kw) {  // the ring, later reused for the partial sums [KW][MT·RG·4][32] float
+  const size_t partial = size_t(kw) * MT * RG * 4 * 32 * sizeof(float);
+  return partial > ring_bytes<MT>(kw) ? partial : ring_bytes<MT>(kw);
+}
+
+// Grid: (row batches of 8·RG rows, tiles of 16·MT weight rows); block: KW warps. Each thread streams its own
+// fragment bytes through its own slots of the warp's ring (cp.async, kStages chunks deep), so no thread waits on
+// another until the final sum. RG and MT change how many x rows and weight rows share the work, never a sum.
+template <int RG, int MT, bool VEC>
 __global__ void __launch_bounds__(kMaxWarps * 32) decode_gemm_kernel(DecodeParams p) {
-  extern __shared__ float partial[];  // [KW][RG·4][32] each warp's accumulators
+  extern __shared__ uint4 smem[];
   const int KW = int(blockDim.x / 32), warp = int(threadIdx.x / 32), lane = int(threadIdx.x % 32);
   const int g = lane / 4, t = lane % 4;
-  const int64_t n0 = int64_t(blockIdx.y) * 16, r0 = int64_t(blockIdx.x) * 8 * RG;
+  const int64_t n0 = int64_t(blockIdx.y) * 16 * MT, r0 = int64_t(blockIdx.x) * 8 * RG;
   const int64_t chunks = (p.K + kChunk - 1) / kChunk;
   const int64_t c_begin = chunks * warp / KW, c_end = chunks * (warp + 1) / KW;
+  uint4* ring = smem + size_t(warp) * kStages * MT * 4 * 32;  // [kStages][MT][4][32]: slot (mt, 2·h + half)
 
-  const bf16* wrow[2];
-  bool wvalid[2];
+  const bf16* wrow[MT][2];
+  bool wvalid[MT][2];
 #pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int64_t n = n0 + g + 8 * h;
-    wvalid[h] = n < p.N;
-    wrow[h] = p.w + (wvalid[h] ? n : 0) * p.K;
-  }
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int64_t n = n0 + mt * 16 + g + 8 * h;
+      wvalid[mt][h] = n < p.N;
+      wrow[mt][h] = p.w + (wvalid[mt][h] ? n : 0) * p.K;
+    }
   const bf16* xrow[RG];
   bool xvalid[RG];
 #pragma unroll
@@ -124,49 +136,74 @@ __global__ void __launch_bounds__(kMaxWarps * 32) decode_gemm_kernel(DecodeParam
     xrow[rg] = p.x + (xvalid[rg] ? r : 0) * p.ldx;
   }
 
-  float acc[RG][4];
+  // Chunk c's weight fragments into ring stage c % kStages (one commit group per chunk, empty past the range).
+  auto issue = [&](int64_t c) {
+    if (c < c_end) {
+      uint4* st = ring + (c % kStages) * MT * 4 * 32;
+      const int64_t k = c * kChunk + 16 * t;
 #pragma unroll
-  for (int rg = 0; rg < RG; ++rg)
+      for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-    for (int i = 0; i < 4; ++i) acc[rg][i] = 0.0f;
-
-  for (int64_t c = c_begin; c < c_end; c += U) {
-    uint4 wv[U][2][2];
+        for (int h = 0; h < 2; ++h)
 #pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int64_t k = (c + u) * kChunk + 16 * t;
-      const int64_t left = c + u < c_end ? p.K - k : 0;
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        wv[u][h][0] = load_w<VEC>(wrow[h] + k, wvalid[h] ? left : 0);
-        wv[u][h][1] = load_w<VEC>(wrow[h] + k + 8, wvalid[h] ? left - 8 : 0);
-      }
+          for (int half = 0; half < 2; ++half) {
+            const int64_t left = wvalid[mt][h] ? p.K - k - 8 * half : 0;
+            uint4* dst = st + (mt * 4 + 2 * h + half) * 32 + lane;
+            if constexpr (VEC) cp_async16(dst, left > 0 ? wrow[mt][h] + k + 8 * half : wrow[mt][h], left > 0);
+            else *dst = left > 0 ? load8_scalar(wrow[mt][h] + k + 8 * half, left) : make_uint4(0, 0, 0, 0);
+          }
     }
+    cp_async_commit();
+  };
+
+  float acc[MT][RG][4];
 #pragma unroll
-    for (int u = 0; u < U; ++u) {
-      if (c + u >= c_end) break;
-      const int64_t k = (c + u) * kChunk + 16 * t;
+  for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-      for (int rg = 0; rg < RG; ++rg) {
-        const uint4 xv[2] = {load_x<VEC>(xrow[rg] + k, xvalid[rg] ? p.K - k : 0),
-                             load_x<VEC>(xrow[rg] + k + 8, xvalid[rg] ? p.K - k - 8 : 0)};
-        mma_chunk(acc[rg], wv[u], xv);
-      }
+    for (int rg = 0; rg < RG; ++rg)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[mt][rg][i] = 0.0f;
+
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) issue(c_begin + s);
+  for (int64_t c = c_begin; c < c_end; ++c) {
+    issue(c + kStages - 1);
+    cp_async_wait<kStages - 1>();  // chunk c has landed (this thread's own bytes: no barrier needed)
+    const uint4* st = ring + (c % kStages) * MT * 4 * 32;
+    uint4 wv[MT][2][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int half = 0; half < 2; ++half) wv[mt][h][half] = st[(mt * 4 + 2 * h + half) * 32 + lane];
+    const int64_t k = c * kChunk + 16 * t;
+#pragma unroll
+    for (int rg = 0; rg < RG; ++rg) {
+      const uint4 xv[2] = {load_x<VEC>(xrow[rg] + k, xvalid[rg] ? p.K - k : 0),
+                           load_x<VEC>(xrow[rg] + k + 8, xvalid[rg] ? p.K - k - 8 : 0)};
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) mma_chunk(acc[mt][rg], wv[mt], xv);
     }
   }
+  cp_async_wait<0>();
 
-  // The warps' partial sums, added in warp order.
-  constexpr int E = RG * 4;
-#pragma unroll
-  for (int rg = 0; rg < RG; ++rg)
-#pragma unroll
-    for (int i = 0; i < 4; ++i) partial[(warp * E + rg * 4 + i) * 32 + lane] = acc[rg][i];
+  // The warps' partial sums, added in warp order (the ring's memory reused once every warp is done with it).
   __syncthreads();
-  // Element (row rr, column nn) of the block's [8·RG, 16] output sits in accumulator (rg, i) of lane (gg, tt).
+  float* partial = reinterpret_cast<float*>(smem);  // [KW][MT·RG·4][32]
+  constexpr int E = MT * RG * 4;
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int rg = 0; rg < RG; ++rg)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) partial[(warp * E + (mt * RG + rg) * 4 + i) * 32 + lane] = acc[mt][rg][i];
+  __syncthreads();
+  // Element (row rr, column nn) of the block's [8·RG, 16·MT] output sits in accumulator (mt, rg, i) of lane (gg, tt).
   for (int idx = int(threadIdx.x); idx < E * 32; idx += int(blockDim.x)) {
-    const int nn = idx % 16, rr = idx / 16;
-    const int gg = nn % 8, rg = rr / 8, tt = (rr % 8) / 2, i = 2 * (nn / 8) + rr % 2;
-    const int at = (rg * 4 + i) * 32 + gg * 4 + tt;
+    const int nn = idx % (16 * MT), rr = idx / (16 * MT);
+    const int mt = nn / 16, gg = nn % 8, rg = rr / 8, tt = (rr % 8) / 2, i = 2 * ((nn % 16) / 8) + rr % 2;
+    const int at = ((mt * RG + rg) * 4 + i) * 32 + gg * 4 + tt;
     float s = partial[at];
     for (int w = 1; w < KW; ++w) s += partial[w * E * 32 + at];
     const int64_t n = n0 + nn, r = r0 + rr;
@@ -176,40 +213,56 @@ __global__ void __launch_bounds__(kMaxWarps * 32) decode_gemm_kernel(DecodeParam
   }
 }
 
-template <int RG, int U>
+template <int RG, int MT, bool VEC>
+void launch_variant(const DecodeParams& p, dim3 grid, int kw, cudaStream_t stream) {
+  auto* kernel = decode_gemm_kernel<RG, MT, VEC>;
+  static const bool attr_set = [&] {  // once per variant, at its first (uncaptured) use
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    int(smem_bytes<RG, MT>(kMaxWarps))));
+    return true;
+  }();
+  (void)attr_set;
+  kernel<<<grid, unsigned(kw * 32), smem_bytes<RG, MT>(kw), stream>>>(p);
+}
+
+template <int RG, int MT>
 void launch(const DecodeParams& p, int kw, cudaStream_t stream) {
-  const int64_t row_batches = (p.R + 8 * RG - 1) / (8 * RG), tiles = (p.N + 15) / 16;
+  const int64_t row_batches = (p.R + 8 * RG - 1) / (8 * RG), tiles = (p.N + 16 * MT - 1) / (16 * MT);
   HYRAX_CHECK(tiles <= 65535 && row_batches <= 2147483647, "decode gemm: N=", p.N, " R=", p.R, " is too large");
   const dim3 grid{unsigned(row_batches), unsigned(tiles)};
-  const size_t smem = size_t(kw) * RG * 4 * 32 * sizeof(float);
   const bool vec = reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && reinterpret_cast<uintptr_t>(p.w) % 16 == 0 &&
                    p.K % 8 == 0 && p.ldx % 8 == 0;
-  if (vec) decode_gemm_kernel<RG, U, true><<<grid, unsigned(kw * 32), smem, stream>>>(p);
-  else decode_gemm_kernel<RG, U, false><<<grid, unsigned(kw * 32), smem, stream>>>(p);
+  if (vec) launch_variant<RG, MT, true>(p, grid, kw, stream);
+  else launch_variant<RG, MT, false>(p, grid, kw, stream);
   CUDA_CHECK_LAUNCH("decode_gemm");
 }
 
 }  // namespace
 
 int decode_gemm_k_warps(int64_t N, int64_t K) {
-  // Enough warps in flight to stream the weights (about 2048 over the GPU), each with at least a few chunks.
+  // As many warps as fit one wave of 16 warps on each of 132 SMs (an H100's; a constant, so that the sums do not
+  // depend on the device), at most 8 and at least 4 chunks each: every warp then streams an equal share at once.
   const int64_t tiles = (N + 15) / 16, chunks = (K + kChunk - 1) / kChunk;
   int kw = 1;
-  while (kw < kMaxWarps && tiles * kw < 2048 && chunks >= 4 * 2 * kw) kw *= 2;
+  while (kw < kMaxWarps && tiles * 2 * kw <= 132 * 16 && chunks >= 4 * 2 * kw) kw *= 2;
   return kw;
 }
 
-void decode_gemm(const GemmArgs& a, cudaStream_t stream) {
+void decode_gemm(const GemmArgs& a, cudaStream_t stream) { decode_gemm(a, stream, decode_gemm_k_warps(a.N, a.K)); }
+
+void decode_gemm(const GemmArgs& a, cudaStream_t stream, int k_warps) {
   HYRAX_CHECK(a.R >= 0 && a.N > 0 && a.K > 0, "decode gemm R=", a.R, " N=", a.N, " K=", a.K);
   HYRAX_CHECK(a.x && a.w && a.y, "decode gemm: null pointer");
   HYRAX_CHECK(a.ldx >= a.K && a.ldy >= a.N, "decode gemm: row strides ldx=", a.ldx, " ldy=", a.ldy, " for K=", a.K,
               " N=", a.N);
   if (a.R == 0) return;
   const DecodeParams p{a.x, a.ldx, a.w, a.y, a.ldy, a.R, a.N, a.K, a.y_f32};
-  const int kw = decode_gemm_k_warps(a.N, a.K);
+  HYRAX_CHECK(k_warps == 1 || k_warps == 2 || k_warps == 4 || k_warps == 8, "decode gemm: k_warps ", k_warps);
+  const int kw = k_warps;
   // Row groups per block by R only: they change how many x rows share a weight load, never a sum.
-  if (a.R <= 8) launch<1, 4>(p, kw, stream);
-  else if (a.R <= 16) launch<2, 4>(p, kw, stream);
+  // Row groups (8 rows of x) and weight tiles (16 rows) per warp, by R only.
+  if (a.R <= 8) launch<1, 1>(p, kw, stream);
+  else if (a.R <= 16) launch<2, 1>(p, kw, stream);
   else if (a.R <= 32) launch<4, 2>(p, kw, stream);
   else launch<kRowGroups, 2>(p, kw, stream);
 }
