@@ -26,6 +26,7 @@ using bf16 = __nv_bfloat16;
 constexpr int kChunk = 64;     // K elements per warp step
 constexpr int kMaxWarps = 8;   // K-splitting warps per block
 constexpr int kRowGroups = 8;  // the most 8-row groups of x per block (64 rows)
+constexpr int kDefaultVariant = 2;
 
 struct DecodeParams {
   const bf16* x;  // [R, K], row stride ldx
@@ -58,19 +59,24 @@ __device__ __forceinline__ uint4 load_x(const bf16* p, int64_t left) {
   else return load8_scalar(p, left);
 }
 
-// 16 bytes global -> shared, bypassing L1 (weights are read once); zeros where `bytes` is 0.
-__device__ __forceinline__ void cp_async16(uint4* dst, const bf16* src, bool valid) {
-  const uint32_t d = uint32_t(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src), "r"(valid ? 16 : 0) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
-}
-
 __device__ __forceinline__ uint32_t word(const uint4& v, int i) {
   return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
+}
+
+// Weights are streamed once: no L1 allocation.
+__device__ __forceinline__ uint4 load8_stream(const bf16* p) {
+  uint4 v;
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(p));
+  return v;
+}
+
+template <bool VEC>
+__device__ __forceinline__ uint4 load_w(const bf16* p, int64_t left) {
+  if (left <= 0) return make_uint4(0, 0, 0, 0);
+  if constexpr (VEC) return load8_stream(p);
+  else return load8_scalar(p, left);
 }
 
 // d[16×8] += a[16×16] · b[16×8], bf16 operands, float32 accumulators.
@@ -86,36 +92,36 @@ __device__ __forceinline__ void mma_bf16(float (&d)[4], uint32_t a0, uint32_t a1
 __device__ __forceinline__ void mma_chunk(float (&d)[4], const uint4 (&w)[2][2], const uint4 (&xv)[2]) {
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
-    const int h = j / 2, i = 2 * (j % 2);  // elements 4j … 4j+3 are words i, i+1 of half h
+    const int h = j / 2, i = 2 * (j % 2);  // the thread's elements 4j … 4j+3 are words i, i+1 of half h
     mma_bf16(d, word(w[0][h], i), word(w[1][h], i), word(w[0][h], i + 1), word(w[1][h], i + 1), word(xv[h], i),
              word(xv[h], i + 1));
   }
 }
 
-constexpr int kStages = 4;  // chunks of weights in flight per warp (a ring in shared memory)
-
-template <int MT>
-constexpr size_t ring_bytes(int kw) {  // [KW][kStages][MT][4][32] uint4
-  return size_t(kw) * kStages * MT * 4 * 32 * sizeof(uint4);
+// Where half h (8 elements) of thread t's share of a chunk starts. CONTIG: [8t, 8t+8) and [32 + 8t, 32 + 8t + 8),
+// so that one 16-byte load instruction of a warp covers 64 contiguous bytes of each row; else [16t, 16t+16).
+template <bool CONTIG>
+__device__ __forceinline__ int chunk_offset(int t, int h) {
+  return CONTIG ? 32 * h + 8 * t : 16 * t + 8 * h;
 }
+
 template <int RG, int MT>
-constexpr size_t smem_bytes(int kw) {  // the ring, later reused for the partial sums [KW][MT·RG·4][32] float
-  const size_t partial = size_t(kw) * MT * RG * 4 * 32 * sizeof(float);
-  return partial > ring_bytes<MT>(kw) ? partial : ring_bytes<MT>(kw);
+constexpr size_t smem_bytes(int kw) {  // the partial sums [KW][MT·RG·4][32] float
+  return size_t(kw) * MT * RG * 4 * 32 * sizeof(float);
 }
 
-// Grid: (row batches of 8·RG rows, tiles of 16·MT weight rows); block: KW warps. Each thread streams its own
-// fragment bytes through its own slots of the warp's ring (cp.async, kStages chunks deep), so no thread waits on
-// another until the final sum. RG and MT change how many x rows and weight rows share the work, never a sum.
-template <int RG, int MT, bool VEC>
+// Grid: (row batches of 8·RG rows, tiles of 16·MT weight rows); block: KW warps. A stage of U chunks of weights is
+// loaded into registers before any is used (the bytes in flight); with PREFETCH the next stage is loaded while the
+// current one is multiplied. RG, MT, U and PREFETCH change how the work is laid out, never a sum.
+template <int RG, int MT, int U, bool PREFETCH, bool CONTIG, bool VEC>
 __global__ void __launch_bounds__(kMaxWarps * 32) decode_gemm_kernel(DecodeParams p) {
-  extern __shared__ uint4 smem[];
+  extern __shared__ float partial[];  // [KW][MT·RG·4][32] each warp's accumulators
   const int KW = int(blockDim.x / 32), warp = int(threadIdx.x / 32), lane = int(threadIdx.x % 32);
   const int g = lane / 4, t = lane % 4;
   const int64_t n0 = int64_t(blockIdx.y) * 16 * MT, r0 = int64_t(blockIdx.x) * 8 * RG;
   const int64_t chunks = (p.K + kChunk - 1) / kChunk;
   const int64_t c_begin = chunks * warp / KW, c_end = chunks * (warp + 1) / KW;
-  uint4* ring = smem + size_t(warp) * kStages * MT * 4 * 32;  // [kStages][MT][4][32]: slot (mt, 2·h + half)
+  const int o0 = chunk_offset<CONTIG>(t, 0), o1 = chunk_offset<CONTIG>(t, 1);
 
   const bf16* wrow[MT][2];
   bool wvalid[MT][2];
@@ -136,26 +142,6 @@ __global__ void __launch_bounds__(kMaxWarps * 32) decode_gemm_kernel(DecodeParam
     xrow[rg] = p.x + (xvalid[rg] ? r : 0) * p.ldx;
   }
 
-  // Chunk c's weight fragments into ring stage c % kStages (one commit group per chunk, empty past the range).
-  auto issue = [&](int64_t c) {
-    if (c < c_end) {
-      uint4* st = ring + (c % kStages) * MT * 4 * 32;
-      const int64_t k = c * kChunk + 16 * t;
-#pragma unroll
-      for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-        for (int h = 0; h < 2; ++h)
-#pragma unroll
-          for (int half = 0; half < 2; ++half) {
-            const int64_t left = wvalid[mt][h] ? p.K - k - 8 * half : 0;
-            uint4* dst = st + (mt * 4 + 2 * h + half) * 32 + lane;
-            if constexpr (VEC) cp_async16(dst, left > 0 ? wrow[mt][h] + k + 8 * half : wrow[mt][h], left > 0);
-            else *dst = left > 0 ? load8_scalar(wrow[mt][h] + k + 8 * half, left) : make_uint4(0, 0, 0, 0);
-          }
-    }
-    cp_async_commit();
-  };
-
   float acc[MT][RG][4];
 #pragma unroll
   for (int mt = 0; mt < MT; ++mt)
@@ -164,33 +150,57 @@ __global__ void __launch_bounds__(kMaxWarps * 32) decode_gemm_kernel(DecodeParam
 #pragma unroll
       for (int i = 0; i < 4; ++i) acc[mt][rg][i] = 0.0f;
 
+  // Chunks c … c+U-1 of the weights (zeros, without a load, past the warp's range).
+  auto load_stage = [&](uint4 (&wv)[U][MT][2][2], int64_t c) {
 #pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) issue(c_begin + s);
-  for (int64_t c = c_begin; c < c_end; ++c) {
-    issue(c + kStages - 1);
-    cp_async_wait<kStages - 1>();  // chunk c has landed (this thread's own bytes: no barrier needed)
-    const uint4* st = ring + (c % kStages) * MT * 4 * 32;
-    uint4 wv[MT][2][2];
+    for (int u = 0; u < U; ++u) {
+      const int64_t k = (c + u) * kChunk;
+      const bool in = c + u < c_end;
 #pragma unroll
-    for (int mt = 0; mt < MT; ++mt)
+      for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-      for (int h = 0; h < 2; ++h)
+        for (int h = 0; h < 2; ++h) {
+          const int64_t l0 = in && wvalid[mt][h] ? p.K - k - o0 : 0, l1 = in && wvalid[mt][h] ? p.K - k - o1 : 0;
+          wv[u][mt][h][0] = load_w<VEC>(wrow[mt][h] + k + o0, l0);
+          wv[u][mt][h][1] = load_w<VEC>(wrow[mt][h] + k + o1, l1);
+        }
+    }
+  };
+  auto multiply_stage = [&](const uint4 (&wv)[U][MT][2][2], int64_t c) {
 #pragma unroll
-        for (int half = 0; half < 2; ++half) wv[mt][h][half] = st[(mt * 4 + 2 * h + half) * 32 + lane];
-    const int64_t k = c * kChunk + 16 * t;
+    for (int u = 0; u < U; ++u) {
+      if (c + u >= c_end) break;
+      const int64_t k = (c + u) * kChunk;
 #pragma unroll
-    for (int rg = 0; rg < RG; ++rg) {
-      const uint4 xv[2] = {load_x<VEC>(xrow[rg] + k, xvalid[rg] ? p.K - k : 0),
-                           load_x<VEC>(xrow[rg] + k + 8, xvalid[rg] ? p.K - k - 8 : 0)};
+      for (int rg = 0; rg < RG; ++rg) {
+        const uint4 xv[2] = {load_x<VEC>(xrow[rg] + k + o0, xvalid[rg] ? p.K - k - o0 : 0),
+                             load_x<VEC>(xrow[rg] + k + o1, xvalid[rg] ? p.K - k - o1 : 0)};
 #pragma unroll
-      for (int mt = 0; mt < MT; ++mt) mma_chunk(acc[mt][rg], wv[mt], xv);
+        for (int mt = 0; mt < MT; ++mt) mma_chunk(acc[mt][rg], wv[u][mt], xv);
+      }
+    }
+  };
+
+  uint4 wv[U][MT][2][2];
+  if constexpr (PREFETCH) load_stage(wv, c_begin);
+  for (int64_t c = c_begin; c < c_end; c += U) {
+    if constexpr (PREFETCH) {
+      uint4 next[U][MT][2][2];
+      load_stage(next, c + U);
+      multiply_stage(wv, c);
+#pragma unroll
+      for (int u = 0; u < U; ++u)
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) wv[u][mt][h][0] = next[u][mt][h][0], wv[u][mt][h][1] = next[u][mt][h][1];
+    } else {
+      load_stage(wv, c);
+      multiply_stage(wv, c);
     }
   }
-  cp_async_wait<0>();
 
-  // The warps' partial sums, added in warp order (the ring's memory reused once every warp is done with it).
-  __syncthreads();
-  float* partial = reinterpret_cast<float*>(smem);  // [KW][MT·RG·4][32]
+  // The warps' partial sums, added in warp order.
   constexpr int E = MT * RG * 4;
 #pragma unroll
   for (int mt = 0; mt < MT; ++mt)
@@ -213,9 +223,12 @@ __global__ void __launch_bounds__(kMaxWarps * 32) decode_gemm_kernel(DecodeParam
   }
 }
 
-template <int RG, int MT, bool VEC>
-void launch_variant(const DecodeParams& p, dim3 grid, int kw, cudaStream_t stream) {
-  auto* kernel = decode_gemm_kernel<RG, MT, VEC>;
+template <int RG, int MT, int U, bool PREFETCH, bool CONTIG, bool VEC>
+void launch_variant(const DecodeParams& p, int kw, cudaStream_t stream) {
+  const int64_t row_batches = (p.R + 8 * RG - 1) / (8 * RG), tiles = (p.N + 16 * MT - 1) / (16 * MT);
+  HYRAX_CHECK(tiles <= 65535 && row_batches <= 2147483647, "decode gemm: N=", p.N, " R=", p.R, " is too large");
+  const dim3 grid{unsigned(row_batches), unsigned(tiles)};
+  auto* kernel = decode_gemm_kernel<RG, MT, U, PREFETCH, CONTIG, VEC>;
   static const bool attr_set = [&] {  // once per variant, at its first (uncaptured) use
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     int(smem_bytes<RG, MT>(kMaxWarps))));
@@ -223,18 +236,29 @@ void launch_variant(const DecodeParams& p, dim3 grid, int kw, cudaStream_t strea
   }();
   (void)attr_set;
   kernel<<<grid, unsigned(kw * 32), smem_bytes<RG, MT>(kw), stream>>>(p);
+  CUDA_CHECK_LAUNCH("decode_gemm");
 }
 
-template <int RG, int MT>
-void launch(const DecodeParams& p, int kw, cudaStream_t stream) {
-  const int64_t row_batches = (p.R + 8 * RG - 1) / (8 * RG), tiles = (p.N + 16 * MT - 1) / (16 * MT);
-  HYRAX_CHECK(tiles <= 65535 && row_batches <= 2147483647, "decode gemm: N=", p.N, " R=", p.R, " is too large");
-  const dim3 grid{unsigned(row_batches), unsigned(tiles)};
+// Layout variants (the same sums within a CONTIG value): 0 = U 4/2 (by RG), old fragment offsets; 1 = the same with
+// contiguous offsets; 2 = contiguous, U 2 with prefetch; 3 = contiguous, prefetch, 32 weight rows per warp.
+template <int RG, bool VEC>
+void launch(const DecodeParams& p, int kw, int variant, cudaStream_t stream) {
+  constexpr int U = RG <= 2 ? 4 : 2;
+  switch (variant) {
+    case 0: return launch_variant<RG, 1, U, false, false, VEC>(p, kw, stream);
+    case 1: return launch_variant<RG, 1, U, false, true, VEC>(p, kw, stream);
+    case 2: return launch_variant<RG, 1, 2, true, true, VEC>(p, kw, stream);
+    case 3: return launch_variant<RG, 2, (RG <= 2 ? 2 : 1), true, true, VEC>(p, kw, stream);
+    default: fail("decode gemm: no layout variant ", variant);
+  }
+}
+
+template <int RG>
+void launch(const DecodeParams& p, int kw, int variant, cudaStream_t stream) {
   const bool vec = reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && reinterpret_cast<uintptr_t>(p.w) % 16 == 0 &&
                    p.K % 8 == 0 && p.ldx % 8 == 0;
-  if (vec) launch_variant<RG, MT, true>(p, grid, kw, stream);
-  else launch_variant<RG, MT, false>(p, grid, kw, stream);
-  CUDA_CHECK_LAUNCH("decode_gemm");
+  if (vec) launch<RG, true>(p, kw, variant, stream);
+  else launch<RG, false>(p, kw, variant, stream);
 }
 
 }  // namespace
@@ -248,23 +272,23 @@ int decode_gemm_k_warps(int64_t N, int64_t K) {
   return kw;
 }
 
-void decode_gemm(const GemmArgs& a, cudaStream_t stream) { decode_gemm(a, stream, decode_gemm_k_warps(a.N, a.K)); }
+void decode_gemm(const GemmArgs& a, cudaStream_t stream) {
+  decode_gemm(a, stream, decode_gemm_k_warps(a.N, a.K), kDefaultVariant);
+}
 
-void decode_gemm(const GemmArgs& a, cudaStream_t stream, int k_warps) {
+void decode_gemm(const GemmArgs& a, cudaStream_t stream, int k_warps, int variant) {
   HYRAX_CHECK(a.R >= 0 && a.N > 0 && a.K > 0, "decode gemm R=", a.R, " N=", a.N, " K=", a.K);
   HYRAX_CHECK(a.x && a.w && a.y, "decode gemm: null pointer");
   HYRAX_CHECK(a.ldx >= a.K && a.ldy >= a.N, "decode gemm: row strides ldx=", a.ldx, " ldy=", a.ldy, " for K=", a.K,
               " N=", a.N);
+  HYRAX_CHECK(k_warps == 1 || k_warps == 2 || k_warps == 4 || k_warps == 8, "decode gemm: k_warps ", k_warps);
   if (a.R == 0) return;
   const DecodeParams p{a.x, a.ldx, a.w, a.y, a.ldy, a.R, a.N, a.K, a.y_f32};
-  HYRAX_CHECK(k_warps == 1 || k_warps == 2 || k_warps == 4 || k_warps == 8, "decode gemm: k_warps ", k_warps);
-  const int kw = k_warps;
-  // Row groups per block by R only: they change how many x rows share a weight load, never a sum.
-  // Row groups (8 rows of x) and weight tiles (16 rows) per warp, by R only.
-  if (a.R <= 8) launch<1, 1>(p, kw, stream);
-  else if (a.R <= 16) launch<2, 1>(p, kw, stream);
-  else if (a.R <= 32) launch<4, 2>(p, kw, stream);
-  else launch<kRowGroups, 2>(p, kw, stream);
+  // Row groups (8 rows of x) per block, by R only.
+  if (a.R <= 8) launch<1>(p, k_warps, variant, stream);
+  else if (a.R <= 16) launch<2>(p, k_warps, variant, stream);
+  else if (a.R <= 32) launch<4>(p, k_warps, variant, stream);
+  else launch<kRowGroups>(p, k_warps, variant, stream);
 }
 
 }  // namespace hyrax::kernels::cuda
