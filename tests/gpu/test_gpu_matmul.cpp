@@ -43,9 +43,9 @@ struct Inputs {
   DevBuf dx, dw;
 };
 
-/// Runs decode_gemm (layout variant `variant`, or the default when negative) on rows [r0, r0 + R) of x into a
-/// NaN-poisoned y; returns y's whole buffer (from yoff on).
-std::vector<float> run_decode(const Problem& p, const Inputs& in, int64_t r0, int64_t R, int variant = -1) {
+/// Runs decode_gemm on rows [r0, r0 + R) of x into a NaN-poisoned y (with the shape's K split, or k_warps warps
+/// when given); returns y's whole buffer (from yoff on).
+std::vector<float> run_decode(const Problem& p, const Inputs& in, int64_t r0, int64_t R, int k_warps = 0) {
   const size_t ysz = p.f32 ? 4 : 2, n = size_t(p.yoff + R * p.ldy);
   DevBuf dy(n * ysz);
   dy.poison();
@@ -59,8 +59,8 @@ std::vector<float> run_decode(const Problem& p, const Inputs& in, int64_t r0, in
   a.R = R;
   a.N = p.N;
   a.K = p.K;
-  if (variant < 0) kc::decode_gemm(a, nullptr);
-  else kc::decode_gemm(a, nullptr, kc::decode_gemm_k_warps(p.N, p.K), variant);
+  if (k_warps == 0) kc::decode_gemm(a, nullptr);
+  else kc::decode_gemm(a, nullptr, k_warps);
   CUDA_CHECK(cudaGetLastError());
   auto all = p.f32 ? download_f32(dy, n) : download_bf16(dy, n);
   return std::vector<float>(all.begin() + p.yoff, all.end());
@@ -108,16 +108,17 @@ TEST(GpuDecodeGemm, MatchesReference) {
       for (int64_t R = 1; R <= Rmax; ++R)
         if (R <= 18 || R % 8 <= 1 || R == Rmax) rows.push_back(R);
       for (int64_t R : rows) {
-       for (int v = -1; v < 4; ++v) {
-        const auto got = run_decode(p, in, 0, R, v);
-        EXPECT_TRUE(close_rows(got.data(), p.ldy, ref.data(), p.ldy, R, p.N, 2e-3 * max_abs(ref), f32 ? 1e-5 : 4e-3))
-            << "R=" << R << " variant " << v;
-        // Padding columns of y stay as they were (NaN).
-        bool pad_untouched = true;
-        for (int64_t r = 0; r < R; ++r)
-          for (int64_t c = p.N; c < p.ldy; ++c) pad_untouched &= std::isnan(got[size_t(r * p.ldy + c)]);
-        EXPECT_TRUE(pad_untouched) << "R=" << R << ": y written outside [R, N]";
-       }
+        for (int kw : {0, 1, 8}) {  // the shape's K split, and the extremes
+          const auto got = run_decode(p, in, 0, R, kw);
+          const double atol = 2e-3 * max_abs(ref), rtol = f32 ? 1e-5 : 4e-3;
+          EXPECT_TRUE(close_rows(got.data(), p.ldy, ref.data(), p.ldy, R, p.N, atol, rtol))
+              << "R=" << R << " k_warps " << kw;
+          // Padding columns of y stay as they were (NaN).
+          bool pad_untouched = true;
+          for (int64_t r = 0; r < R; ++r)
+            for (int64_t c = p.N; c < p.ldy; ++c) pad_untouched &= std::isnan(got[size_t(r * p.ldy + c)]);
+          EXPECT_TRUE(pad_untouched) << "R=" << R << ": y written outside [R, N]";
+        }
       }
     }
   }

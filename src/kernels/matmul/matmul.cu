@@ -1,17 +1,21 @@
 // The decode GEMM (kernels/matmul/matmul_cuda.h): y[r, n] = Σ_k x[r, k] w[n, k] for few rows, on mma.sync
 // m16n8k16 with the weights as the A operand (16 weight rows) and 8 rows of x as the B operand.
 //
-// Work split. A block owns 16·MT weight rows and 8·RG rows of x; its KW warps split K into KW contiguous ranges of
+// Work split. A block owns 16 weight rows and 8·RG rows of x; its KW warps split K into KW contiguous ranges of
 // 64-wide chunks, each warp accumulating its range in registers, chunk after chunk; the KW partial sums are then
-// added in shared memory in warp order. KW depends on (N, K) only, MT and RG on R only, so an output element's sum
-// (which chunks, in which order, in which partial) is fixed by (N, K): each column of an mma is computed on its own,
-// and a row's result cannot depend on the rows beside it. No split across blocks: no scratch, no atomics.
+// added in shared memory in warp order. KW depends on (N, K) only, RG (and how the loads are staged) on R only, so an
+// output element's sum (which chunks, in which order, in which partial) is fixed by (N, K): each column of an mma is
+// computed on its own, and a row's result cannot depend on the rows beside it. No split across blocks: no scratch,
+// no atomics.
 //
 // Fragments. Thread (g = lane/4, t = lane%4) owns the 16 consecutive K elements [64c + 16t, 64c + 16t + 16) of
-// weight rows g and g + 8 and of x row g. The chunk is four mma k-steps, step j taking the thread's elements
-// 4j … 4j+3 as its k columns {2t, 2t+1, 2t+8, 2t+9}: a fixed permutation of k, applied to both operands alike.
-// Weights stream through a 4-chunk ring in shared memory (cp.async, each thread its own slots); x, small and read
-// by every block, comes through L1.
+// weight rows g and g + 8 and of x row g, loaded straight into registers (two 16-byte loads each). The chunk is four
+// mma k-steps, step j taking the thread's elements 4j … 4j+3 as its k columns {2t, 2t+1, 2t+8, 2t+9}: a fixed
+// permutation of k, applied to both operands alike. Weights are read once (no L1 allocation); x, small and read by
+// every block, comes through L1.
+//
+// Measured alternatives (H100, bench-kernels): streaming the weights through a cp.async ring in shared memory ran
+// at about half the rate; 64-byte-contiguous fragment offsets and 32 weight rows per warp were no faster.
 #include <algorithm>
 
 #include "core/check.h"
@@ -26,7 +30,6 @@ using bf16 = __nv_bfloat16;
 constexpr int kChunk = 64;     // K elements per warp step
 constexpr int kMaxWarps = 8;   // K-splitting warps per block
 constexpr int kRowGroups = 8;  // the most 8-row groups of x per block (64 rows)
-constexpr int kDefaultVariant = 2;
 
 struct DecodeParams {
   const bf16* x;  // [R, K], row stride ldx
@@ -98,42 +101,32 @@ __device__ __forceinline__ void mma_chunk(float (&d)[4], const uint4 (&w)[2][2],
   }
 }
 
-// Where half h (8 elements) of thread t's share of a chunk starts. CONTIG: [8t, 8t+8) and [32 + 8t, 32 + 8t + 8),
-// so that one 16-byte load instruction of a warp covers 64 contiguous bytes of each row; else [16t, 16t+16).
-template <bool CONTIG>
-__device__ __forceinline__ int chunk_offset(int t, int h) {
-  return CONTIG ? 32 * h + 8 * t : 16 * t + 8 * h;
+template <int RG>
+constexpr size_t smem_bytes(int kw) {  // the partial sums [KW][RG·4][32] float
+  return size_t(kw) * RG * 4 * 32 * sizeof(float);
 }
 
-template <int RG, int MT>
-constexpr size_t smem_bytes(int kw) {  // the partial sums [KW][MT·RG·4][32] float
-  return size_t(kw) * MT * RG * 4 * 32 * sizeof(float);
-}
-
-// Grid: (row batches of 8·RG rows, tiles of 16·MT weight rows); block: KW warps. A stage of U chunks of weights is
+// Grid: (row batches of 8·RG rows, tiles of 16 weight rows); block: KW warps. A stage of U chunks of weights is
 // loaded into registers before any is used (the bytes in flight); with PREFETCH the next stage is loaded while the
-// current one is multiplied. RG, MT, U and PREFETCH change how the work is laid out, never a sum.
-template <int RG, int MT, int U, bool PREFETCH, bool CONTIG, bool VEC>
+// current one is multiplied. RG, U and PREFETCH change how the work is laid out, never a sum.
+template <int RG, int U, bool PREFETCH, bool VEC>
 __global__ void __launch_bounds__(kMaxWarps * 32) decode_gemm_kernel(DecodeParams p) {
-  extern __shared__ float partial[];  // [KW][MT·RG·4][32] each warp's accumulators
+  extern __shared__ float partial[];  // [KW][RG·4][32] each warp's accumulators
   const int KW = int(blockDim.x / 32), warp = int(threadIdx.x / 32), lane = int(threadIdx.x % 32);
   const int g = lane / 4, t = lane % 4;
-  const int64_t n0 = int64_t(blockIdx.y) * 16 * MT, r0 = int64_t(blockIdx.x) * 8 * RG;
+  const int64_t n0 = int64_t(blockIdx.y) * 16, r0 = int64_t(blockIdx.x) * 8 * RG;
   const int64_t chunks = (p.K + kChunk - 1) / kChunk;
   const int64_t c_begin = chunks * warp / KW, c_end = chunks * (warp + 1) / KW;
-  const int o0 = chunk_offset<CONTIG>(t, 0), o1 = chunk_offset<CONTIG>(t, 1);
 
-  const bf16* wrow[MT][2];
-  bool wvalid[MT][2];
+  const bf16* wrow[2];  // weight rows g, g + 8
+  bool wvalid[2];
 #pragma unroll
-  for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int64_t n = n0 + mt * 16 + g + 8 * h;
-      wvalid[mt][h] = n < p.N;
-      wrow[mt][h] = p.w + (wvalid[mt][h] ? n : 0) * p.K;
-    }
-  const bf16* xrow[RG];
+  for (int h = 0; h < 2; ++h) {
+    const int64_t n = n0 + g + 8 * h;
+    wvalid[h] = n < p.N;
+    wrow[h] = p.w + (wvalid[h] ? n : 0) * p.K;
+  }
+  const bf16* xrow[RG];  // x row g of each row group
   bool xvalid[RG];
 #pragma unroll
   for (int rg = 0; rg < RG; ++rg) {
@@ -142,58 +135,50 @@ __global__ void __launch_bounds__(kMaxWarps * 32) decode_gemm_kernel(DecodeParam
     xrow[rg] = p.x + (xvalid[rg] ? r : 0) * p.ldx;
   }
 
-  float acc[MT][RG][4];
+  float acc[RG][4];
 #pragma unroll
-  for (int mt = 0; mt < MT; ++mt)
+  for (int rg = 0; rg < RG; ++rg)
 #pragma unroll
-    for (int rg = 0; rg < RG; ++rg)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) acc[mt][rg][i] = 0.0f;
+    for (int i = 0; i < 4; ++i) acc[rg][i] = 0.0f;
 
-  // Chunks c … c+U-1 of the weights (zeros, without a load, past the warp's range).
-  auto load_stage = [&](uint4 (&wv)[U][MT][2][2], int64_t c) {
+  // Chunks c … c+U-1 of weight rows g, g+8: wv[u][row][half] (zeros, without a load, past the warp's range).
+  auto load_stage = [&](uint4 (&wv)[U][2][2], int64_t c) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
-      const int64_t k = (c + u) * kChunk;
-      const bool in = c + u < c_end;
+      const int64_t k = (c + u) * kChunk + 16 * t;
+      const int64_t left = c + u < c_end ? p.K - k : 0;
 #pragma unroll
-      for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int64_t l0 = in && wvalid[mt][h] ? p.K - k - o0 : 0, l1 = in && wvalid[mt][h] ? p.K - k - o1 : 0;
-          wv[u][mt][h][0] = load_w<VEC>(wrow[mt][h] + k + o0, l0);
-          wv[u][mt][h][1] = load_w<VEC>(wrow[mt][h] + k + o1, l1);
-        }
+      for (int h = 0; h < 2; ++h) {
+        wv[u][h][0] = load_w<VEC>(wrow[h] + k, wvalid[h] ? left : 0);
+        wv[u][h][1] = load_w<VEC>(wrow[h] + k + 8, wvalid[h] ? left - 8 : 0);
+      }
     }
   };
-  auto multiply_stage = [&](const uint4 (&wv)[U][MT][2][2], int64_t c) {
+  auto multiply_stage = [&](const uint4 (&wv)[U][2][2], int64_t c) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       if (c + u >= c_end) break;
-      const int64_t k = (c + u) * kChunk;
+      const int64_t k = (c + u) * kChunk + 16 * t;
 #pragma unroll
       for (int rg = 0; rg < RG; ++rg) {
-        const uint4 xv[2] = {load_x<VEC>(xrow[rg] + k + o0, xvalid[rg] ? p.K - k - o0 : 0),
-                             load_x<VEC>(xrow[rg] + k + o1, xvalid[rg] ? p.K - k - o1 : 0)};
-#pragma unroll
-        for (int mt = 0; mt < MT; ++mt) mma_chunk(acc[mt][rg], wv[u][mt], xv);
+        const uint4 xv[2] = {load_x<VEC>(xrow[rg] + k, xvalid[rg] ? p.K - k : 0),
+                             load_x<VEC>(xrow[rg] + k + 8, xvalid[rg] ? p.K - k - 8 : 0)};
+        mma_chunk(acc[rg], wv[u], xv);
       }
     }
   };
 
-  uint4 wv[U][MT][2][2];
+  uint4 wv[U][2][2];
   if constexpr (PREFETCH) load_stage(wv, c_begin);
   for (int64_t c = c_begin; c < c_end; c += U) {
     if constexpr (PREFETCH) {
-      uint4 next[U][MT][2][2];
+      uint4 next[U][2][2];
       load_stage(next, c + U);
       multiply_stage(wv, c);
 #pragma unroll
       for (int u = 0; u < U; ++u)
 #pragma unroll
-        for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-          for (int h = 0; h < 2; ++h) wv[u][mt][h][0] = next[u][mt][h][0], wv[u][mt][h][1] = next[u][mt][h][1];
+        for (int h = 0; h < 2; ++h) wv[u][h][0] = next[u][h][0], wv[u][h][1] = next[u][h][1];
     } else {
       load_stage(wv, c);
       multiply_stage(wv, c);
@@ -201,19 +186,17 @@ __global__ void __launch_bounds__(kMaxWarps * 32) decode_gemm_kernel(DecodeParam
   }
 
   // The warps' partial sums, added in warp order.
-  constexpr int E = MT * RG * 4;
+  constexpr int E = RG * 4;
 #pragma unroll
-  for (int mt = 0; mt < MT; ++mt)
+  for (int rg = 0; rg < RG; ++rg)
 #pragma unroll
-    for (int rg = 0; rg < RG; ++rg)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) partial[(warp * E + (mt * RG + rg) * 4 + i) * 32 + lane] = acc[mt][rg][i];
+    for (int i = 0; i < 4; ++i) partial[(warp * E + rg * 4 + i) * 32 + lane] = acc[rg][i];
   __syncthreads();
-  // Element (row rr, column nn) of the block's [8·RG, 16·MT] output sits in accumulator (mt, rg, i) of lane (gg, tt).
+  // Element (row rr, column nn) of the block's [8·RG, 16] output sits in accumulator (rg, i) of lane (gg, tt).
   for (int idx = int(threadIdx.x); idx < E * 32; idx += int(blockDim.x)) {
-    const int nn = idx % (16 * MT), rr = idx / (16 * MT);
-    const int mt = nn / 16, gg = nn % 8, rg = rr / 8, tt = (rr % 8) / 2, i = 2 * ((nn % 16) / 8) + rr % 2;
-    const int at = ((mt * RG + rg) * 4 + i) * 32 + gg * 4 + tt;
+    const int nn = idx % 16, rr = idx / 16;
+    const int gg = nn % 8, rg = rr / 8, tt = (rr % 8) / 2, i = 2 * (nn / 8) + rr % 2;
+    const int at = (rg * 4 + i) * 32 + gg * 4 + tt;
     float s = partial[at];
     for (int w = 1; w < KW; ++w) s += partial[w * E * 32 + at];
     const int64_t n = n0 + nn, r = r0 + rr;
@@ -223,42 +206,33 @@ __global__ void __launch_bounds__(kMaxWarps * 32) decode_gemm_kernel(DecodeParam
   }
 }
 
-template <int RG, int MT, int U, bool PREFETCH, bool CONTIG, bool VEC>
-void launch_variant(const DecodeParams& p, int kw, cudaStream_t stream) {
-  const int64_t row_batches = (p.R + 8 * RG - 1) / (8 * RG), tiles = (p.N + 16 * MT - 1) / (16 * MT);
+template <int RG, int U, bool PREFETCH, bool VEC>
+void launch(const DecodeParams& p, int kw, cudaStream_t stream) {
+  const int64_t row_batches = (p.R + 8 * RG - 1) / (8 * RG), tiles = (p.N + 15) / 16;
   HYRAX_CHECK(tiles <= 65535 && row_batches <= 2147483647, "decode gemm: N=", p.N, " R=", p.R, " is too large");
   const dim3 grid{unsigned(row_batches), unsigned(tiles)};
-  auto* kernel = decode_gemm_kernel<RG, MT, U, PREFETCH, CONTIG, VEC>;
-  static const bool attr_set = [&] {  // once per variant, at its first (uncaptured) use
+  auto* kernel = decode_gemm_kernel<RG, U, PREFETCH, VEC>;
+  static const bool attr_set = [&] {  // once per instance, at its first (uncaptured) use
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    int(smem_bytes<RG, MT>(kMaxWarps))));
+                                    int(smem_bytes<RG>(kMaxWarps))));
     return true;
   }();
   (void)attr_set;
-  kernel<<<grid, unsigned(kw * 32), smem_bytes<RG, MT>(kw), stream>>>(p);
+  kernel<<<grid, unsigned(kw * 32), smem_bytes<RG>(kw), stream>>>(p);
   CUDA_CHECK_LAUNCH("decode_gemm");
 }
 
-// Layout variants (the same sums within a CONTIG value): 0 = U 4/2 (by RG), old fragment offsets; 1 = the same with
-// contiguous offsets; 2 = contiguous, U 2 with prefetch; 3 = contiguous, prefetch, 32 weight rows per warp.
-template <int RG, bool VEC>
-void launch(const DecodeParams& p, int kw, int variant, cudaStream_t stream) {
-  constexpr int U = RG <= 2 ? 4 : 2;
-  switch (variant) {
-    case 0: return launch_variant<RG, 1, U, false, false, VEC>(p, kw, stream);
-    case 1: return launch_variant<RG, 1, U, false, true, VEC>(p, kw, stream);
-    case 2: return launch_variant<RG, 1, 2, true, true, VEC>(p, kw, stream);
-    case 3: return launch_variant<RG, 2, (RG <= 2 ? 2 : 1), true, true, VEC>(p, kw, stream);
-    default: fail("decode gemm: no layout variant ", variant);
-  }
-}
-
+// How the weights are staged, by row groups (measured best on H100): 4 chunks a stage at 8-16 rows; 2 chunks with
+// the next stage prefetched at 32 (the products start to take as long as the loads); 2 chunks at 64 (the prefetch
+// costs more registers than it hides).
 template <int RG>
-void launch(const DecodeParams& p, int kw, int variant, cudaStream_t stream) {
+void launch(const DecodeParams& p, int kw, cudaStream_t stream) {
+  constexpr int U = RG <= 2 ? 4 : 2;
+  constexpr bool PREFETCH = RG == 4;
   const bool vec = reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && reinterpret_cast<uintptr_t>(p.w) % 16 == 0 &&
                    p.K % 8 == 0 && p.ldx % 8 == 0;
-  if (vec) launch<RG, true>(p, kw, variant, stream);
-  else launch<RG, false>(p, kw, variant, stream);
+  if (vec) launch<RG, U, PREFETCH, true>(p, kw, stream);
+  else launch<RG, U, PREFETCH, false>(p, kw, stream);
 }
 
 }  // namespace
@@ -272,11 +246,9 @@ int decode_gemm_k_warps(int64_t N, int64_t K) {
   return kw;
 }
 
-void decode_gemm(const GemmArgs& a, cudaStream_t stream) {
-  decode_gemm(a, stream, decode_gemm_k_warps(a.N, a.K), kDefaultVariant);
-}
+void decode_gemm(const GemmArgs& a, cudaStream_t stream) { decode_gemm(a, stream, decode_gemm_k_warps(a.N, a.K)); }
 
-void decode_gemm(const GemmArgs& a, cudaStream_t stream, int k_warps, int variant) {
+void decode_gemm(const GemmArgs& a, cudaStream_t stream, int k_warps) {
   HYRAX_CHECK(a.R >= 0 && a.N > 0 && a.K > 0, "decode gemm R=", a.R, " N=", a.N, " K=", a.K);
   HYRAX_CHECK(a.x && a.w && a.y, "decode gemm: null pointer");
   HYRAX_CHECK(a.ldx >= a.K && a.ldy >= a.N, "decode gemm: row strides ldx=", a.ldx, " ldy=", a.ldy, " for K=", a.K,
@@ -285,10 +257,10 @@ void decode_gemm(const GemmArgs& a, cudaStream_t stream, int k_warps, int varian
   if (a.R == 0) return;
   const DecodeParams p{a.x, a.ldx, a.w, a.y, a.ldy, a.R, a.N, a.K, a.y_f32};
   // Row groups (8 rows of x) per block, by R only.
-  if (a.R <= 8) launch<1>(p, k_warps, variant, stream);
-  else if (a.R <= 16) launch<2>(p, k_warps, variant, stream);
-  else if (a.R <= 32) launch<4>(p, k_warps, variant, stream);
-  else launch<kRowGroups>(p, k_warps, variant, stream);
+  if (a.R <= 8) launch<1>(p, k_warps, stream);
+  else if (a.R <= 16) launch<2>(p, k_warps, stream);
+  else if (a.R <= 32) launch<4>(p, k_warps, stream);
+  else launch<kRowGroups>(p, k_warps, stream);
 }
 
 }  // namespace hyrax::kernels::cuda

@@ -43,8 +43,8 @@ struct GemmArgs {
 void decode_gemm(const GemmArgs& a, cudaStream_t stream);
 /// The warps that split K within a block of decode_gemm for a shape (N, K) (for benchmarks and logs).
 int decode_gemm_k_warps(int64_t N, int64_t K);
-/// decode_gemm with another K split (1, 2, 4 or 8 warps: other sums) and layout variant (0-3). For benchmarks.
-void decode_gemm(const GemmArgs& a, cudaStream_t stream, int k_warps, int variant);
+/// decode_gemm with another K split (1, 2, 4 or 8 warps; other sums). For benchmarks tuning the rule above.
+void decode_gemm(const GemmArgs& a, cudaStream_t stream, int k_warps);
 
 class Gemm {
  public:
