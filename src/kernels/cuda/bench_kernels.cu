@@ -354,6 +354,66 @@ void bench_gemm(const Limits& L, cudaStream_t s, bool quick) {
       std::printf("   backend: %5.1f%% of copy bw (weights), %5.1f%% of GEMM peak\n",
                   100.0 * wbytes / (mine * 1e-3) / L.copy_Bps, 100.0 * flops / (mine * 1e-3) / L.gemm_flops);
     }
+    std::printf("gemm   %-12s backend's algorithms: %s\n", sh.name,
+                backend.pinned_algo({x.get<bf16>(), sh.K, w.get<bf16>(), y.get(), false, sh.N, 1, sh.N, sh.K}).c_str());
+  }
+}
+
+// ---- the decode GEMM: weight streaming at decode row counts ----------------------------------------------------------
+
+// Each call reads another copy of the weights (copies past the L2 size, so every read comes from HBM), all calls
+// replayed as one CUDA graph: time per call, weights' GB/s, % of the copy bandwidth; beside it cuBLASLt at its best
+// for the exact shape (run_unpinned, split-K allowed, not invariant) and the backend's pinned cuBLASLt algorithm.
+void bench_decode_gemm(const Limits& L, cudaStream_t s, bool quick) {
+  struct Shape {
+    const char* name;
+    int64_t N, K;
+    bool f32;
+  };
+  const std::vector<Shape> shapes = {
+      {"gdn q,k", 2880, 3840, false},      {"gdn v,g", 5760, 3840, false},     {"gdn a,b", 30, 3840, false},
+      {"gdn o", 3840, 5760, false},        {"attn q,k,v,o", 3840, 3840, false}, {"mlp gate,up", 11008, 3840, false},
+      {"mlp down", 3840, 11008, false},    {"lm_head f32", 100352, 3840, true}, {"fused q+k+v", 11520, 3840, false},
+      {"fused gate+up", 22016, 3840, false}};
+  const std::vector<int64_t> rows = {1, 4, 16, 32, 64};
+  const int reps = quick ? 5 : 20;
+  Gemm free_gemm, backend;
+  std::printf("decode gemm  y[R,N] = x[R,K]·w[N,K]ᵀ, weights from HBM, graph replays: decode GEMM µs, weights GB/s, "
+              "%% of copy bw | cuBLASLt best for the shape (split-K allowed) | backend's pinned cuBLASLt\n");
+  for (const Shape& sh : shapes) {
+    const size_t wbytes = size_t(sh.N * sh.K) * 2;
+    const int copies = int(std::min<size_t>(64, (size_t(256) << 20) / wbytes + 1));
+    std::vector<Buf> ws;
+    for (int c = 0; c < copies; ++c) {
+      ws.emplace_back(wbytes);
+      fill(ws.back().get<bf16>(), sh.N * sh.K, 0.05f, s);
+    }
+    const int64_t Rmax = rows.back();
+    Buf x(size_t(Rmax * sh.K) * 2), y(size_t(Rmax * sh.N) * 4);
+    fill(x.get<bf16>(), Rmax * sh.K, 1.0f, s);
+    for (int64_t R : rows) {
+      auto args = [&](int c) { return GemmArgs{x.get<bf16>(), sh.K, ws[size_t(c)].get<bf16>(), y.get(), sh.f32, sh.N, R, sh.N, sh.K}; };
+      auto per_call_ms = [&](const std::function<void(const GemmArgs&)>& fn) {
+        fn(args(0));  // first use (algorithm choice) outside the capture
+        CUDA_CHECK(cudaStreamSynchronize(s));
+        return graph_ms([&] { for (int c = 0; c < copies; ++c) fn(args(c)); }, s, reps) / copies;
+      };
+      const double mine = per_call_ms([&](const GemmArgs& a) { decode_gemm(a, s); });
+      const double best = per_call_ms([&](const GemmArgs& a) { free_gemm.run_unpinned(a, s); });
+      const double pinned = per_call_ms([&](const GemmArgs& a) { backend.run(a, s); });
+      auto gbs = [&](double ms) { return double(wbytes) / (ms * 1e-3) / 1e9; };
+      std::printf("decode gemm  %-13s N=%-6lld K=%-5lld R=%-3lld kw=%d %8.1f µs %6.0f GB/s %5.1f%% | %8.1f µs %5.1f%% | "
+                  "%8.1f µs %5.1f%%\n",
+                  sh.name, (long long)sh.N, (long long)sh.K, (long long)R, decode_gemm_k_warps(sh.N, sh.K),
+                  mine * 1e3, gbs(mine), 100.0 * gbs(mine) * 1e9 / L.copy_Bps, best * 1e3,
+                  100.0 * gbs(best) * 1e9 / L.copy_Bps, pinned * 1e3, 100.0 * gbs(pinned) * 1e9 / L.copy_Bps);
+      if (R != 1 && R != 32) continue;
+      std::printf("decode gemm  %-13s N=%-6lld K=%-5lld R=%-3lld other K splits:", sh.name, (long long)sh.N,
+                  (long long)sh.K, (long long)R);
+      for (int kw : {1, 2, 4, 8})
+        std::printf("  kw=%d %6.1f µs", kw, per_call_ms([&](const GemmArgs& a) { decode_gemm(a, s, kw); }) * 1e3);
+      std::printf("\n");
+    }
   }
 }
 
@@ -449,6 +509,7 @@ void run_kernel_benchmarks(const KernelBenchOptions& o) {
   const Limits L = measure_limits(s, o.quick);
   if (o.gdn) bench_gdn(L, s, o.quick);
   if (o.attention) bench_attention(L, s, o.quick);
+  if (o.gemm) bench_decode_gemm(L, s, o.quick);
   if (o.gemm) bench_gemm(L, s, o.quick);
   if (o.sampling) bench_sampling(s, o.quick);
   CUDA_CHECK(cudaStreamSynchronize(s));

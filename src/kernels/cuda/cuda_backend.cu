@@ -206,6 +206,9 @@ class CudaBackend final : public Backend {
     single_.clear();
     multi_.clear();
     tiles_.clear();
+    // The leading one-token sequences' rows (the engine packs them first) take the decode GEMM in every matmul.
+    n_decode_ = 0;
+    while (n_decode_ < n && m.cu_seqlens[n_decode_ + 1] - m.cu_seqlens[n_decode_] == 1) ++n_decode_;
     for (int64_t s = 0; s < n; ++s) {
       const int32_t len = m.cu_seqlens[s + 1] - m.cu_seqlens[s];
       if (len == 1) {
@@ -361,7 +364,21 @@ class CudaBackend final : public Backend {
     a.R = x.rows();
     a.N = w.dim(0);
     a.K = w.dim(1);
-    gemm_->run(a, stream_);
+    // Rows [0, n_decode) belong to the step's decoding sequences (in the layers' [T] rows and in the lm_head's
+    // gathered rows alike): the decode GEMM; the rest the pinned cuBLASLt algorithm. A row always takes the same
+    // one of the two, whatever shares its step (kernels/matmul/matmul_cuda.h).
+    const int64_t nd = std::min(n_decode_, a.R);
+    if (nd > 0) {
+      kc::GemmArgs d = a;
+      d.R = nd;
+      kc::decode_gemm(d, stream_);
+    }
+    if (a.R > nd) {
+      a.x += nd * a.ldx;
+      a.y = static_cast<char*>(a.y) + size_t(nd * a.ldy) * (a.y_f32 ? 4 : 2);
+      a.R -= nd;
+      gemm_->run(a, stream_);
+    }
   }
 
   void rms_norm(const Tensor& x, const Tensor& w, float eps, const Tensor& y) override {
@@ -666,6 +683,7 @@ class CudaBackend final : public Backend {
   std::vector<void*> owned_;
   StepMeta step_;
   std::vector<int32_t> single_, multi_, tiles_, first_chunk_, tiles128_;
+  int64_t n_decode_ = 0;  // the step's leading one-token sequences (0 outside a step: every row takes cuBLASLt)
   Staging meta_, rows_;
   DeviceMeta dev_;
   void* scratch_ = nullptr;  // attention decode partials

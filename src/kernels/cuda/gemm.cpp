@@ -55,26 +55,37 @@ struct Layouts {
   }
 };
 
-// Row counts up to this may use the shape class's small-row algorithm (decode steps).
-constexpr int64_t kSmallRows = 32;
+// Row counts up to kSmallRows (decode-sized) and from kLargeRows (prefill-sized) may use the shape class's
+// small-row and large-row algorithms.
+constexpr int64_t kSmallRows = 32, kLargeRows = 1024;
+
+// An algorithm other than the pinned one for a band of row counts, proven to give the same bits.
+struct AltAlgo {
+  bool tried = false;  // looked for (at the first call in the band)
+  bool found = false;
+  cublasLtMatmulAlgo_t algo{};
+  std::string name;
+};
 
 struct ShapeClass {
   cublasLtMatmulDesc_t op = nullptr;
   cublasLtMatmulAlgo_t algo{};  // pinned at the reference row count
   std::string name;
-  bool small_tried = false;     // looked for (at the first call with R <= kSmallRows)
-  bool has_small = false;       // a faster algorithm for R <= kSmallRows, proven to give the same bits
-  cublasLtMatmulAlgo_t small{};
-  std::string small_name;
-  std::map<int64_t, Layouts> by_rows;  // layouts of each row count seen, checked against its algorithm once
-  const cublasLtMatmulAlgo_t& algo_for(int64_t R) const { return has_small && R <= kSmallRows ? small : algo; }
+  AltAlgo small, large;  // for R <= kSmallRows, R >= kLargeRows
+  // Each row count seen: its layouts and the algorithm it runs (checked against them once).
+  std::map<int64_t, std::pair<Layouts, cublasLtMatmulAlgo_t>> by_rows;
+  const cublasLtMatmulAlgo_t& preferred(int64_t R) const {
+    if (small.found && R <= kSmallRows) return small.algo;
+    if (large.found && R >= kLargeRows) return large.algo;
+    return algo;
+  }
 };
 
 }  // namespace
 
 struct Gemm::Impl {
   int64_t rows_ref;
-  bool small_rows;
+  bool other_rows;
   cublasLtHandle_t lt = nullptr;
   void* workspace = nullptr;
   void* staging = nullptr;  // aligned copies of misaligned operands
@@ -82,13 +93,13 @@ struct Gemm::Impl {
   std::map<ShapeKey, ShapeClass> classes;
   std::map<std::pair<ShapeKey, int64_t>, std::pair<cublasLtMatmulAlgo_t, Layouts>> unpinned;
 
-  Impl(int64_t r, bool small) : rows_ref(r), small_rows(small) {
+  Impl(int64_t r, bool other) : rows_ref(r), other_rows(other) {
     CUBLAS_CHECK(cublasLtCreate(&lt));
     CUDA_CHECK(cudaMalloc(&workspace, kWorkspaceBytes));
   }
   ~Impl() {
     for (auto& [k, c] : classes) {
-      for (auto& [r, l] : c.by_rows) l.destroy();
+      for (auto& [r, l] : c.by_rows) l.first.destroy();
       cublasLtMatmulDescDestroy(c.op);
     }
     for (auto& [k, v] : unpinned) v.second.destroy();
@@ -183,13 +194,19 @@ struct Gemm::Impl {
     return st == CUBLAS_STATUS_SUCCESS && check.workspaceSize <= kWorkspaceBytes;
   }
 
-  // Among the split-K-free algorithms the heuristic offers for small row counts, the fastest one that gives
-  // bitwise the same result as the pinned algorithm on a random input (same reduction order: the choice then cannot
-  // change any bits, so timing may pick it). Decode steps run on it; larger steps on the pinned one.
-  void choose_small(ShapeClass& c, const ShapeKey& k, const __nv_bfloat16* w, cudaStream_t stream) {
-    constexpr int64_t Rt = 16;
+  // Among the split-K-free algorithms the heuristic offers at the row counts `heur_rows`, the fastest at Rt rows
+  // that runs at every row count of `need_rows` and gives bitwise the same result as the pinned algorithm on a
+  // random input at Rt rows (same reduction order: the choice then cannot change any bits, so timing may pick it).
+  void choose_alt(const ShapeClass& c, const ShapeKey& k, const __nv_bfloat16* w, cudaStream_t stream, int64_t Rt,
+                  const std::vector<int64_t>& heur_rows, const std::vector<int64_t>& need_rows, AltAlgo& out) {
+    auto runs_everywhere = [&](const cublasLtMatmulAlgo_t& al) {
+      if (!supports(c, al, k, Rt)) return false;
+      for (int64_t R : need_rows)
+        if (!supports(c, al, k, R)) return false;
+      return true;
+    };
+    if (!runs_everywhere(c.algo)) return;
     const size_t ysz = k.y_f32 ? 4 : 2, xn = size_t(Rt * k.ldx), yb = size_t(Rt * k.ldy) * ysz;
-    if (!supports(c, c.algo, k, Rt) || !supports(c, c.algo, k, 1) || !supports(c, c.algo, k, kSmallRows)) return;
     std::vector<uint16_t> hx(xn);
     uint64_t z = 0x9E3779B97F4A7C15ull * uint64_t(k.N * 131 + k.K);
     for (auto& v : hx) {  // bf16 of roughly uniform [-1, 1)
@@ -230,14 +247,14 @@ struct Gemm::Impl {
     CUDA_CHECK(cudaMemcpyAsync(ref.data(), dy, yb, cudaMemcpyDeviceToHost, stream));
     CUDA_CHECK(cudaStreamSynchronize(stream));
     float best = ok ? time_algo(c.algo) : 0.0f;
-    for (int64_t R : {int64_t(1), int64_t(8), kSmallRows}) {
+    for (int64_t R : heur_rows) {
       if (!ok) break;
       Layouts lr(k, R);
       auto cand = candidates(c.op, k, lr, true);
       lr.destroy();
       for (size_t i = 0; i < cand.size() && i < 6; ++i) {
         const cublasLtMatmulAlgo_t& al = cand[i].algo;
-        if (!supports(c, al, k, Rt) || !supports(c, al, k, 1) || !supports(c, al, k, kSmallRows)) continue;
+        if (!runs_everywhere(al)) continue;
         CUDA_CHECK(cudaMemsetAsync(dy, 0xFF, yb, stream));
         if (!run_algo(al)) continue;
         CUDA_CHECK(cudaMemcpyAsync(got.data(), dy, yb, cudaMemcpyDeviceToHost, stream));
@@ -246,9 +263,9 @@ struct Gemm::Impl {
         const float t = time_algo(al);
         if (t < 0.9f * best) {
           best = t;
-          c.small = al;
-          c.has_small = true;
-          c.small_name = describe(al);
+          out.algo = al;
+          out.found = true;
+          out.name = describe(al);
         }
       }
     }
@@ -259,18 +276,37 @@ struct Gemm::Impl {
     cudaFree(dy);
   }
 
-  const Layouts& layouts_for(ShapeClass& c, const ShapeKey& k, int64_t R) {
+  void choose_small(ShapeClass& c, const ShapeKey& k, const __nv_bfloat16* w, cudaStream_t stream) {
+    choose_alt(c, k, w, stream, 16, {1, 8, kSmallRows}, {1, kSmallRows}, c.small);
+  }
+
+  // Timed at 4096 rows (fewer where the output would pass 512 MB; none below kLargeRows).
+  void choose_large(ShapeClass& c, const ShapeKey& k, const __nv_bfloat16* w, cudaStream_t stream) {
+    int64_t Rt = 4096;
+    while (Rt > kLargeRows && Rt * k.ldy * (k.y_f32 ? 4 : 2) > (int64_t(512) << 20)) Rt /= 2;
+    if (Rt * k.ldy * (k.y_f32 ? 4 : 2) > (int64_t(512) << 20)) return;
+    choose_alt(c, k, w, stream, Rt, {4096, 8192}, {kLargeRows, 8192, 16384}, c.large);
+  }
+
+  // The layouts of R rows and the algorithm they run: the band's alternative where it runs at R, else the pinned
+  // one (the same bits either way).
+  const std::pair<Layouts, cublasLtMatmulAlgo_t>& layouts_for(ShapeClass& c, const ShapeKey& k, int64_t R) {
     auto it = c.by_rows.find(R);
     if (it != c.by_rows.end()) return it->second;
     Layouts l(k, R);
     cublasLtMatmulHeuristicResult_t check{};
-    const cublasStatus_t st = cublasLtMatmulAlgoCheck(lt, c.op, l.A, l.B, l.D, l.D, &c.algo_for(R), &check);
+    cublasLtMatmulAlgo_t algo = c.preferred(R);
+    cublasStatus_t st = cublasLtMatmulAlgoCheck(lt, c.op, l.A, l.B, l.D, l.D, &algo, &check);
+    if (st != CUBLAS_STATUS_SUCCESS || check.workspaceSize > kWorkspaceBytes) {
+      algo = c.algo;
+      st = cublasLtMatmulAlgoCheck(lt, c.op, l.A, l.B, l.D, l.D, &algo, &check);
+    }
     if (st != CUBLAS_STATUS_SUCCESS || check.workspaceSize > kWorkspaceBytes) {
       l.destroy();
       fail("the cuBLASLt algorithm pinned for y[R, ", k.N, "] = x[R, ", k.K, "]·wᵀ (", c.name,
            ") does not run at R = ", R, " (status ", int(st), ")");
     }
-    return c.by_rows.emplace(R, l).first->second;
+    return c.by_rows.emplace(R, std::make_pair(l, algo)).first->second;
   }
 };
 
@@ -281,7 +317,7 @@ static void check_args(const GemmArgs& a) {
               " N=", a.N);
 }
 
-Gemm::Gemm(int64_t rows_ref, bool small_rows) : impl_(std::make_unique<Impl>(rows_ref, small_rows)) {}
+Gemm::Gemm(int64_t rows_ref, bool other_rows) : impl_(std::make_unique<Impl>(rows_ref, other_rows)) {}
 Gemm::~Gemm() = default;
 
 void Gemm::run(const GemmArgs& a_in, cudaStream_t stream) {
@@ -318,14 +354,18 @@ void Gemm::run(const GemmArgs& a_in, cudaStream_t stream) {
     }
   }
   ShapeClass& c = impl_->shape_class(a, stream);
-  if (impl_->small_rows && a.R <= kSmallRows && !c.small_tried) {
+  if (impl_->other_rows && a.R <= kSmallRows && !c.small.tried) {
     impl_->choose_small(c, key_of(a), a.w, stream);
-    c.small_tried = true;
+    c.small.tried = true;
   }
-  const Layouts& l = impl_->layouts_for(c, key_of(a), a.R);
+  if (impl_->other_rows && a.R >= kLargeRows && !c.large.tried) {
+    impl_->choose_large(c, key_of(a), a.w, stream);
+    c.large.tried = true;
+  }
+  const auto& [l, algo] = impl_->layouts_for(c, key_of(a), a.R);
   const float one = 1.0f, zero = 0.0f;
-  CUBLAS_CHECK(cublasLtMatmul(impl_->lt, c.op, &one, a.w, l.A, a.x, l.B, &zero, a.y, l.D, a.y, l.D,
-                              &c.algo_for(a.R), impl_->workspace, kWorkspaceBytes, stream));
+  CUBLAS_CHECK(cublasLtMatmul(impl_->lt, c.op, &one, a.w, l.A, a.x, l.B, &zero, a.y, l.D, a.y, l.D, &algo,
+                              impl_->workspace, kWorkspaceBytes, stream));
   if (a.y != a_in.y)
     CUDA_CHECK(cudaMemcpy2DAsync(a_in.y, size_t(a_in.ldy) * ysz, a.y, size_t(a.ldy) * ysz, size_t(a.N) * ysz,
                                  size_t(a.R), cudaMemcpyDeviceToDevice, stream));
@@ -351,7 +391,10 @@ void Gemm::run_unpinned(const GemmArgs& a, cudaStream_t stream) {
 
 std::string Gemm::pinned_algo(const GemmArgs& a) {
   const ShapeClass& c = impl_->shape_class(a, nullptr);
-  return c.has_small ? c.name + "; R <= 32: " + c.small_name : c.name;
+  std::string s = c.name;
+  if (c.small.found) s += "; R <= 32: " + c.small.name;
+  if (c.large.found) s += "; R >= 1024: " + c.large.name;
+  return s;
 }
 
 }  // namespace hyrax::kernels::cuda

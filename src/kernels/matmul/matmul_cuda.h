@@ -6,9 +6,16 @@
 // its row count R: (N, K, output type, row strides, pointer alignments) — from the library's heuristic at a fixed
 // reference row count, with split-K excluded, and then used for every R. Each output element is then one
 // uninterrupted K loop of one kernel whatever R is, and a row's bits do not depend on the rows beside it.
-// Decode-sized calls (R <= 32) may run on a second, faster algorithm, taken only where it was checked to give
-// bitwise the same result as the pinned one (split-K-free cuBLASLt kernels on Hopper sum in the same order; the
-// check keeps any that do not out), so the choice, made by timing, changes no bits.
+// Small calls (R <= 32) and large ones (R >= 1024) may run on another, faster algorithm, taken only where it was
+// checked to give bitwise the same result as the pinned one (split-K-free cuBLASLt kernels on Hopper sum in the same
+// order; the check keeps any that do not out), so the choice, made by timing, changes no bits.
+//
+// The decode GEMM (decode_gemm, matmul.cu) is hyrax's own kernel for the rows of decoding sequences: weight-
+// streaming at R = 1…8, tensor cores up to R = 64, correct for any R. Its reduction order is fixed by (N, K) alone,
+// so its rows are as invariant as cuBLASLt's — but it sums in a different order than cuBLASLt, so a given row must
+// always take the same one of the two. The CUDA backend's rule: the rows of the step's leading one-token
+// sequences (the engine packs them first) take decode_gemm, all other rows the pinned cuBLASLt algorithm; outside
+// a step every row takes cuBLASLt.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -30,11 +37,20 @@ struct GemmArgs {
   int64_t R = 0, N = 0, K = 0;
 };
 
+/// y = x · wᵀ for decode-sized R on hyrax's own kernel (mma.sync, no split across blocks, no atomics, no scratch,
+/// no host synchronization: capturable in a CUDA graph). y[r, n] is one fixed sum determined by (N, K): bitwise the
+/// same for any R and any rows beside r. Any strides and alignments (unaligned operands take slower loads, same sums).
+void decode_gemm(const GemmArgs& a, cudaStream_t stream);
+/// The warps that split K within a block of decode_gemm for a shape (N, K) (for benchmarks and logs).
+int decode_gemm_k_warps(int64_t N, int64_t K);
+/// decode_gemm with another K split (1, 2, 4 or 8 warps; other sums). For benchmarks tuning the rule above.
+void decode_gemm(const GemmArgs& a, cudaStream_t stream, int k_warps);
+
 class Gemm {
  public:
-  /// rows_ref: the row count at which the heuristic picks each shape class's algorithm; small_rows: also look for
-  /// a bitwise-equivalent faster algorithm for R <= 32.
-  explicit Gemm(int64_t rows_ref = 256, bool small_rows = true);
+  /// rows_ref: the row count at which the heuristic picks each shape class's algorithm; other_rows: also look for
+  /// bitwise-equivalent faster algorithms for R <= 32 and R >= 1024.
+  explicit Gemm(int64_t rows_ref = 256, bool other_rows = true);
   ~Gemm();
   Gemm(const Gemm&) = delete;
   Gemm& operator=(const Gemm&) = delete;

@@ -1,0 +1,266 @@
+// The decode GEMM (kernels/matmul/matmul_cuda.h): y[r, n] = Σ_k x[r, k] w[n, k] for few rows, on mma.sync
+// m16n8k16 with the weights as the A operand (16 weight rows) and 8 rows of x as the B operand.
+//
+// Work split. A block owns 16 weight rows and 8·RG rows of x; its KW warps split K into KW contiguous ranges of
+// 64-wide chunks, each warp accumulating its range in registers, chunk after chunk; the KW partial sums are then
+// added in shared memory in warp order. KW depends on (N, K) only, RG (and how the loads are staged) on R only, so an
+// output element's sum (which chunks, in which order, in which partial) is fixed by (N, K): each column of an mma is
+// computed on its own, and a row's result cannot depend on the rows beside it. No split across blocks: no scratch,
+// no atomics.
+//
+// Fragments. Thread (g = lane/4, t = lane%4) owns the 16 consecutive K elements [64c + 16t, 64c + 16t + 16) of
+// weight rows g and g + 8 and of x row g, loaded straight into registers (two 16-byte loads each). The chunk is four
+// mma k-steps, step j taking the thread's elements 4j … 4j+3 as its k columns {2t, 2t+1, 2t+8, 2t+9}: a fixed
+// permutation of k, applied to both operands alike. Weights are read once (no L1 allocation); x, small and read by
+// every block, comes through L1.
+//
+// Measured alternatives (H100, bench-kernels): streaming the weights through a cp.async ring in shared memory ran
+// at about half the rate; 64-byte-contiguous fragment offsets and 32 weight rows per warp were no faster.
+#include <algorithm>
+
+#include "core/check.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/matmul/matmul_cuda.h"
+
+namespace hyrax::kernels::cuda {
+namespace {
+
+using bf16 = __nv_bfloat16;
+
+constexpr int kChunk = 64;     // K elements per warp step
+constexpr int kMaxWarps = 8;   // K-splitting warps per block
+constexpr int kRowGroups = 8;  // the most 8-row groups of x per block (64 rows)
+
+struct DecodeParams {
+  const bf16* x;  // [R, K], row stride ldx
+  int64_t ldx;
+  const bf16* w;  // [N, K], contiguous
+  void* y;        // [R, N], row stride ldy
+  int64_t ldy;
+  int64_t R, N, K;
+  bool y_f32;
+};
+
+// 8 bf16 at p[0..8) (zeros at or past `left` elements), loaded element by element: for unaligned operands and a K
+// that is not a multiple of 8.
+__device__ __forceinline__ uint4 load8_scalar(const bf16* p, int64_t left) {
+  const unsigned short* q = reinterpret_cast<const unsigned short*>(p);
+  uint32_t v[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const uint32_t lo = 2 * i < left ? q[2 * i] : 0u;
+    const uint32_t hi = 2 * i + 1 < left ? q[2 * i + 1] : 0u;
+    v[i] = lo | (hi << 16);
+  }
+  return make_uint4(v[0], v[1], v[2], v[3]);
+}
+
+template <bool VEC>
+__device__ __forceinline__ uint4 load_x(const bf16* p, int64_t left) {
+  if (left <= 0) return make_uint4(0, 0, 0, 0);
+  if constexpr (VEC) return __ldg(reinterpret_cast<const uint4*>(p));
+  else return load8_scalar(p, left);
+}
+
+__device__ __forceinline__ uint32_t word(const uint4& v, int i) {
+  return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
+}
+
+// Weights are streamed once: no L1 allocation.
+__device__ __forceinline__ uint4 load8_stream(const bf16* p) {
+  uint4 v;
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(p));
+  return v;
+}
+
+template <bool VEC>
+__device__ __forceinline__ uint4 load_w(const bf16* p, int64_t left) {
+  if (left <= 0) return make_uint4(0, 0, 0, 0);
+  if constexpr (VEC) return load8_stream(p);
+  else return load8_scalar(p, left);
+}
+
+// d[16×8] += a[16×16] · b[16×8], bf16 operands, float32 accumulators.
+__device__ __forceinline__ void mma_bf16(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                         uint32_t b0, uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// One 64-wide chunk: the thread's 16 elements of weight rows g, g+8 (w[row][half]) and of x row g (xv[half]).
+__device__ __forceinline__ void mma_chunk(float (&d)[4], const uint4 (&w)[2][2], const uint4 (&xv)[2]) {
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const int h = j / 2, i = 2 * (j % 2);  // the thread's elements 4j … 4j+3 are words i, i+1 of half h
+    mma_bf16(d, word(w[0][h], i), word(w[1][h], i), word(w[0][h], i + 1), word(w[1][h], i + 1), word(xv[h], i),
+             word(xv[h], i + 1));
+  }
+}
+
+template <int RG>
+constexpr size_t smem_bytes(int kw) {  // the partial sums [KW][RG·4][32] float
+  return size_t(kw) * RG * 4 * 32 * sizeof(float);
+}
+
+// Grid: (row batches of 8·RG rows, tiles of 16 weight rows); block: KW warps. A stage of U chunks of weights is
+// loaded into registers before any is used (the bytes in flight); with PREFETCH the next stage is loaded while the
+// current one is multiplied. RG, U and PREFETCH change how the work is laid out, never a sum.
+template <int RG, int U, bool PREFETCH, bool VEC>
+__global__ void __launch_bounds__(kMaxWarps * 32) decode_gemm_kernel(DecodeParams p) {
+  extern __shared__ float partial[];  // [KW][RG·4][32] each warp's accumulators
+  const int KW = int(blockDim.x / 32), warp = int(threadIdx.x / 32), lane = int(threadIdx.x % 32);
+  const int g = lane / 4, t = lane % 4;
+  const int64_t n0 = int64_t(blockIdx.y) * 16, r0 = int64_t(blockIdx.x) * 8 * RG;
+  const int64_t chunks = (p.K + kChunk - 1) / kChunk;
+  const int64_t c_begin = chunks * warp / KW, c_end = chunks * (warp + 1) / KW;
+
+  const bf16* wrow[2];  // weight rows g, g + 8
+  bool wvalid[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int64_t n = n0 + g + 8 * h;
+    wvalid[h] = n < p.N;
+    wrow[h] = p.w + (wvalid[h] ? n : 0) * p.K;
+  }
+  const bf16* xrow[RG];  // x row g of each row group
+  bool xvalid[RG];
+#pragma unroll
+  for (int rg = 0; rg < RG; ++rg) {
+    const int64_t r = r0 + rg * 8 + g;
+    xvalid[rg] = r < p.R;
+    xrow[rg] = p.x + (xvalid[rg] ? r : 0) * p.ldx;
+  }
+
+  float acc[RG][4];
+#pragma unroll
+  for (int rg = 0; rg < RG; ++rg)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) acc[rg][i] = 0.0f;
+
+  // Chunks c … c+U-1 of weight rows g, g+8: wv[u][row][half] (zeros, without a load, past the warp's range).
+  auto load_stage = [&](uint4 (&wv)[U][2][2], int64_t c) {
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int64_t k = (c + u) * kChunk + 16 * t;
+      const int64_t left = c + u < c_end ? p.K - k : 0;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        wv[u][h][0] = load_w<VEC>(wrow[h] + k, wvalid[h] ? left : 0);
+        wv[u][h][1] = load_w<VEC>(wrow[h] + k + 8, wvalid[h] ? left - 8 : 0);
+      }
+    }
+  };
+  auto multiply_stage = [&](const uint4 (&wv)[U][2][2], int64_t c) {
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      if (c + u >= c_end) break;
+      const int64_t k = (c + u) * kChunk + 16 * t;
+#pragma unroll
+      for (int rg = 0; rg < RG; ++rg) {
+        const uint4 xv[2] = {load_x<VEC>(xrow[rg] + k, xvalid[rg] ? p.K - k : 0),
+                             load_x<VEC>(xrow[rg] + k + 8, xvalid[rg] ? p.K - k - 8 : 0)};
+        mma_chunk(acc[rg], wv[u], xv);
+      }
+    }
+  };
+
+  uint4 wv[U][2][2];
+  if constexpr (PREFETCH) load_stage(wv, c_begin);
+  for (int64_t c = c_begin; c < c_end; c += U) {
+    if constexpr (PREFETCH) {
+      uint4 next[U][2][2];
+      load_stage(next, c + U);
+      multiply_stage(wv, c);
+#pragma unroll
+      for (int u = 0; u < U; ++u)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) wv[u][h][0] = next[u][h][0], wv[u][h][1] = next[u][h][1];
+    } else {
+      load_stage(wv, c);
+      multiply_stage(wv, c);
+    }
+  }
+
+  // The warps' partial sums, added in warp order.
+  constexpr int E = RG * 4;
+#pragma unroll
+  for (int rg = 0; rg < RG; ++rg)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) partial[(warp * E + rg * 4 + i) * 32 + lane] = acc[rg][i];
+  __syncthreads();
+  // Element (row rr, column nn) of the block's [8·RG, 16] output sits in accumulator (rg, i) of lane (gg, tt).
+  for (int idx = int(threadIdx.x); idx < E * 32; idx += int(blockDim.x)) {
+    const int nn = idx % 16, rr = idx / 16;
+    const int gg = nn % 8, rg = rr / 8, tt = (rr % 8) / 2, i = 2 * (nn / 8) + rr % 2;
+    const int at = (rg * 4 + i) * 32 + gg * 4 + tt;
+    float s = partial[at];
+    for (int w = 1; w < KW; ++w) s += partial[w * E * 32 + at];
+    const int64_t n = n0 + nn, r = r0 + rr;
+    if (n >= p.N || r >= p.R) continue;
+    if (p.y_f32) static_cast<float*>(p.y)[r * p.ldy + n] = s;
+    else static_cast<bf16*>(p.y)[r * p.ldy + n] = __float2bfloat16_rn(s);
+  }
+}
+
+template <int RG, int U, bool PREFETCH, bool VEC>
+void launch(const DecodeParams& p, int kw, cudaStream_t stream) {
+  const int64_t row_batches = (p.R + 8 * RG - 1) / (8 * RG), tiles = (p.N + 15) / 16;
+  HYRAX_CHECK(tiles <= 65535 && row_batches <= 2147483647, "decode gemm: N=", p.N, " R=", p.R, " is too large");
+  const dim3 grid{unsigned(row_batches), unsigned(tiles)};
+  auto* kernel = decode_gemm_kernel<RG, U, PREFETCH, VEC>;
+  static const bool attr_set = [&] {  // once per instance, at its first (uncaptured) use
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    int(smem_bytes<RG>(kMaxWarps))));
+    return true;
+  }();
+  (void)attr_set;
+  kernel<<<grid, unsigned(kw * 32), smem_bytes<RG>(kw), stream>>>(p);
+  CUDA_CHECK_LAUNCH("decode_gemm");
+}
+
+// How the weights are staged, by row groups (measured best on H100): 4 chunks a stage at 8-16 rows; 2 chunks with
+// the next stage prefetched at 32 (the products start to take as long as the loads); 2 chunks at 64 (the prefetch
+// costs more registers than it hides).
+template <int RG>
+void launch(const DecodeParams& p, int kw, cudaStream_t stream) {
+  constexpr int U = RG <= 2 ? 4 : 2;
+  constexpr bool PREFETCH = RG == 4;
+  const bool vec = reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && reinterpret_cast<uintptr_t>(p.w) % 16 == 0 &&
+                   p.K % 8 == 0 && p.ldx % 8 == 0;
+  if (vec) launch<RG, U, PREFETCH, true>(p, kw, stream);
+  else launch<RG, U, PREFETCH, false>(p, kw, stream);
+}
+
+}  // namespace
+
+int decode_gemm_k_warps(int64_t N, int64_t K) {
+  // As many warps as fit one wave of 16 warps on each of 132 SMs (an H100's; a constant, so that the sums do not
+  // depend on the device), at most 8 and at least 4 chunks each: every warp then streams an equal share at once.
+  const int64_t tiles = (N + 15) / 16, chunks = (K + kChunk - 1) / kChunk;
+  int kw = 1;
+  while (kw < kMaxWarps && tiles * 2 * kw <= 132 * 16 && chunks >= 4 * 2 * kw) kw *= 2;
+  return kw;
+}
+
+void decode_gemm(const GemmArgs& a, cudaStream_t stream) { decode_gemm(a, stream, decode_gemm_k_warps(a.N, a.K)); }
+
+void decode_gemm(const GemmArgs& a, cudaStream_t stream, int k_warps) {
+  HYRAX_CHECK(a.R >= 0 && a.N > 0 && a.K > 0, "decode gemm R=", a.R, " N=", a.N, " K=", a.K);
+  HYRAX_CHECK(a.x && a.w && a.y, "decode gemm: null pointer");
+  HYRAX_CHECK(a.ldx >= a.K && a.ldy >= a.N, "decode gemm: row strides ldx=", a.ldx, " ldy=", a.ldy, " for K=", a.K,
+              " N=", a.N);
+  HYRAX_CHECK(k_warps == 1 || k_warps == 2 || k_warps == 4 || k_warps == 8, "decode gemm: k_warps ", k_warps);
+  if (a.R == 0) return;
+  const DecodeParams p{a.x, a.ldx, a.w, a.y, a.ldy, a.R, a.N, a.K, a.y_f32};
+  // Row groups (8 rows of x) per block, by R only.
+  if (a.R <= 8) launch<1>(p, k_warps, stream);
+  else if (a.R <= 16) launch<2>(p, k_warps, stream);
+  else if (a.R <= 32) launch<4>(p, k_warps, stream);
+  else launch<kRowGroups>(p, k_warps, stream);
+}
+
+}  // namespace hyrax::kernels::cuda

@@ -1,0 +1,160 @@
+// The decode GEMM (kernels/matmul/matmul.cu) against the plain CPU reference on fresh random inputs rounded to
+// bf16, outputs poisoned with NaN; and its row invariance: a row's bits do not depend on how many rows share the call
+// or which.
+//
+// Tolerance: float32 accumulation of bf16 products (exact in float32) differs from the float64 reference by a few
+// float32 ulps of the sum of magnitudes; a bf16 output adds its rounding, 2^-9 of the value.
+#include <cstdio>
+
+#include "gpu_test_util.h"
+#include "kernels/matmul/matmul.h"
+#include "kernels/matmul/matmul_cuda.h"
+
+using namespace hyrax;
+using namespace hyrax::gputest;
+namespace kc = hyrax::kernels::cuda;
+using bf16 = __nv_bfloat16;
+
+namespace {
+
+struct Problem {
+  int64_t R, N, K, ldx, ldy, xoff, yoff;  // xoff, yoff: element offsets of x and y in their buffers
+  bool f32;
+};
+
+std::vector<float> random_x(Rng& rng, const Problem& p) {  // [R, K] at row stride ldx (padding NaN), bf16 values
+  std::vector<float> x(size_t(p.R * p.ldx), std::nanf(""));
+  for (int64_t r = 0; r < p.R; ++r)
+    for (int64_t k = 0; k < p.K; ++k) x[size_t(r * p.ldx + k)] = bf16_to_f32(f32_to_bf16(rng.normal()));
+  return x;
+}
+
+std::vector<float> with_offset(std::vector<float> v, int64_t off) {
+  v.insert(v.begin(), size_t(off), 0.0f);
+  return v;
+}
+
+/// x [R, K] at row stride ldx after xoff elements, w [N, K]: host values (bf16-exact) and device copies.
+struct Inputs {
+  Inputs(Rng& rng, const Problem& p)
+      : x(random_x(rng, p)), w(round_bf16(rng.normal_vec(size_t(p.N * p.K), 0.05f))),
+        dx(upload_bf16(with_offset(x, p.xoff))), dw(upload_bf16(w)) {}
+  std::vector<float> x, w;
+  DevBuf dx, dw;
+};
+
+/// Runs decode_gemm on rows [r0, r0 + R) of x into a NaN-poisoned y (with the shape's K split, or k_warps warps
+/// when given); returns y's whole buffer (from yoff on).
+std::vector<float> run_decode(const Problem& p, const Inputs& in, int64_t r0, int64_t R, int k_warps = 0) {
+  const size_t ysz = p.f32 ? 4 : 2, n = size_t(p.yoff + R * p.ldy);
+  DevBuf dy(n * ysz);
+  dy.poison();
+  kc::GemmArgs a;
+  a.x = in.dx.get<bf16>() + p.xoff + r0 * p.ldx;
+  a.ldx = p.ldx;
+  a.w = in.dw.get<bf16>();
+  a.y = static_cast<char*>(dy.get()) + size_t(p.yoff) * ysz;
+  a.y_f32 = p.f32;
+  a.ldy = p.ldy;
+  a.R = R;
+  a.N = p.N;
+  a.K = p.K;
+  if (k_warps == 0) kc::decode_gemm(a, nullptr);
+  else kc::decode_gemm(a, nullptr, k_warps);
+  CUDA_CHECK(cudaGetLastError());
+  auto all = p.f32 ? download_f32(dy, n) : download_bf16(dy, n);
+  return std::vector<float>(all.begin() + p.yoff, all.end());
+}
+
+std::string describe(const Problem& p) {
+  return "R=" + std::to_string(p.R) + " N=" + std::to_string(p.N) + " K=" + std::to_string(p.K) + " ldx=" +
+         std::to_string(p.ldx) + " ldy=" + std::to_string(p.ldy) + " xoff=" + std::to_string(p.xoff) + " yoff=" +
+         std::to_string(p.yoff) + (p.f32 ? " f32" : " bf16");
+}
+
+}  // namespace
+
+TEST(GpuDecodeGemm, MatchesReference) {
+  REQUIRE_GPU();
+  struct Shape {
+    int64_t N, K, xpad, ypad, xoff, yoff;
+  };
+  // Exact tiles; K neither a multiple of 64 nor of 8 (element loads); N not a multiple of 16; strided and
+  // misaligned x and y (as the GDN a/b projections write into columns of a wider buffer); a 7B shape.
+  const std::vector<Shape> shapes = {{16, 64, 0, 0, 0, 0},      {37, 100, 3, 5, 1, 1},   {200, 328, 8, 0, 0, 0},
+                                     {30, 3840, 0, 30, 0, 30},  {1000, 1032, 16, 3, 0, 0}, {129, 2000, 0, 0, 0, 0},
+                                     {2880, 3840, 0, 0, 0, 0}};
+  for (const Shape& sh : shapes) {
+    for (bool f32 : {false, true}) {
+      const int64_t Rmax = sh.N * sh.K > 4'000'000 ? 8 : 70;
+      const uint64_t seed = next_seed();
+      Problem p{Rmax, sh.N, sh.K, sh.K + sh.xpad, sh.N + sh.ypad, sh.xoff, sh.yoff, f32};
+      SCOPED_TRACE("seed " + std::to_string(seed) + " " + describe(p));
+      Rng rng(seed);
+      const Inputs in(rng, p);
+      std::vector<float> ref(size_t(Rmax * p.ldy), 0.0f);
+      kernels::MatmulParams mp;
+      mp.x = in.x.data();
+      mp.ldx = p.ldx;
+      mp.w = in.w.data();
+      mp.w_dtype = DType::F32;
+      mp.y = ref.data();
+      mp.ldy = p.ldy;
+      mp.T = Rmax;
+      mp.N = p.N;
+      mp.K = p.K;
+      kernels::matmul_ref(mp);
+      std::vector<int64_t> rows;
+      for (int64_t R = 1; R <= Rmax; ++R)
+        if (R <= 18 || R % 8 <= 1 || R == Rmax) rows.push_back(R);
+      for (int64_t R : rows) {
+        for (int kw : {0, 1, 8}) {  // the shape's K split, and the extremes
+          const auto got = run_decode(p, in, 0, R, kw);
+          const double atol = 2e-3 * max_abs(ref), rtol = f32 ? 1e-5 : 4e-3;
+          EXPECT_TRUE(close_rows(got.data(), p.ldy, ref.data(), p.ldy, R, p.N, atol, rtol))
+              << "R=" << R << " k_warps " << kw;
+          // Padding columns of y stay as they were (NaN).
+          bool pad_untouched = true;
+          for (int64_t r = 0; r < R; ++r)
+            for (int64_t c = p.N; c < p.ldy; ++c) pad_untouched &= std::isnan(got[size_t(r * p.ldy + c)]);
+          EXPECT_TRUE(pad_untouched) << "R=" << R << ": y written outside [R, N]";
+        }
+      }
+    }
+  }
+}
+
+// Row r computed with R − 1 other rows (any R, any neighbours) has the bits of row r computed alone.
+TEST(GpuDecodeGemm, RowsAreBitwiseIndependentOfTheRowsBesideThem) {
+  REQUIRE_GPU();
+  struct Shape {
+    int64_t N, K, ypad, yoff;
+    bool f32;
+  };
+  for (Shape sh : {Shape{2880, 3840, 0, 0, false}, Shape{30, 3840, 30, 30, false}, Shape{4000, 1024, 0, 0, true},
+                   Shape{77, 11008, 3, 0, true}}) {
+    const int64_t total = 360;
+    const uint64_t seed = next_seed();
+    Problem p{total, sh.N, sh.K, sh.K, sh.N + sh.ypad, 0, sh.yoff, sh.f32};
+    SCOPED_TRACE("seed " + std::to_string(seed) + " " + describe(p));
+    Rng rng(seed);
+    const Inputs in(rng, p);
+    // Each row alone.
+    std::vector<std::vector<float>> alone(static_cast<size_t>(total));
+    for (int64_t r = 0; r < total; ++r) {
+      auto y = run_decode(p, in, r, 1);
+      alone[size_t(r)].assign(y.begin(), y.begin() + p.N);
+    }
+    int64_t bad_calls = 0;
+    for (int64_t R = 1; R <= 300; ++R) {
+      if (R > 72 && R % 9 != 0 && R != 128 && R != 256 && R != 300) continue;
+      const int64_t r0 = int64_t(rng.uniform_int(0, int(total - R)));
+      const auto y = run_decode(p, in, r0, R);
+      bool same = true;
+      for (int64_t r = 0; r < R; ++r)
+        same &= std::memcmp(y.data() + r * p.ldy, alone[size_t(r0 + r)].data(), size_t(p.N) * sizeof(float)) == 0;
+      if (!same && bad_calls++ < 5) ADD_FAILURE() << "R=" << R << " (rows from " << r0 << "): a row differs from alone";
+    }
+    EXPECT_EQ(bad_calls, 0);
+  }
+}
