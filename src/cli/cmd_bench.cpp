@@ -16,6 +16,9 @@
 #include "core/thread_pool.h"
 #include "server/load_generator.h"
 #include "server/stack.h"
+#ifdef HYRAX_HAS_CUDA
+#include "kernels/cuda/bench_kernels_cuda.h"
+#endif
 
 namespace hyrax::cli {
 namespace {
@@ -121,18 +124,18 @@ void run(const Options& o) {
   std::printf("prefill: %lld x %lld tokens in %.3f s = %.1f tok/s (%.1f GFLOP/s of layer matmuls)\n", (long long)o.batch,
               (long long)o.prompt_len, prefill_s, prefill_tok / prefill_s, prefill_tok * flops_per_tok / prefill_s / 1e9);
 
-  // Decode: one token per sequence per step; the first step is a warm-up.
+  // Decode: one token per sequence per step, greedy, sampled on the backend as serving does (only the tokens come
+  // back); the first steps warm up (on a GPU: the step graph of this batch size is recorded there).
   double decode_s = 0;
-  for (int64_t step = 0; step <= o.decode_steps; ++step) {
+  const std::vector<SampleRow> greedy(size_t(o.batch), SampleRow{0.0f, 0, 1.0f, 0.0f, 0.0});
+  constexpr int64_t kWarmSteps = 2;
+  for (int64_t step = 0; step < o.decode_steps + kWarmSteps; ++step) {
     std::vector<StepItem> items;
     for (int64_t b = 0; b < o.batch; ++b) items.push_back(StepItem{&seqs[size_t(b)], &next[size_t(b)], 1, false});
     const auto t0 = clock_type::now();
-    auto logits = engine.step(items);
-    if (step > 0) decode_s += seconds_since(t0);
-    const int64_t V = info.vocab_size;
-    for (int64_t b = 0; b < o.batch; ++b)
-      next[size_t(b)] = int32_t(std::max_element(logits.begin() + b * V, logits.begin() + (b + 1) * V) -
-                                (logits.begin() + b * V));
+    const auto got = engine.step_sample(items, greedy);
+    if (step >= kWarmSteps) decode_s += seconds_since(t0);
+    for (int64_t b = 0; b < o.batch; ++b) next[size_t(b)] = got[size_t(b)].token;
   }
   const double step_s = decode_s / double(std::max<int64_t>(1, o.decode_steps));
   const double state_bytes = 2.0 * double(spec.recurrent_bytes_per_seq()) * double(o.batch);
@@ -142,6 +145,17 @@ void run(const Options& o) {
   std::printf("decode: batch %lld, %.2f ms/step = %.1f tok/s; reads %.3f GB/step (weights %.3f, state r+w %.3f, KV %.3f) = %.1f GB/s\n",
               (long long)o.batch, step_s * 1e3, double(o.batch) / step_s, bytes / 1e9,
               double(info.decode_weight_bytes) / 1e9, state_bytes / 1e9, kv_bytes / 1e9, bytes / step_s / 1e9);
+#ifdef HYRAX_HAS_CUDA
+  if (o.model.device == "cuda") {
+    const auto lim = kernels::cuda::measure_device_limits();
+    std::printf("limit: %s, measured device-to-device copy %.2f TB/s -> decode reaches %.0f%% of it (roofline %.1f "
+                "tok/s at batch %lld); measured cuBLAS bf16 8192^3 %.0f TFLOP/s -> prefill's layer matmuls reach "
+                "%.0f%% of it\n",
+                lim.name.c_str(), lim.copy_Bps / 1e12, 100.0 * bytes / step_s / lim.copy_Bps,
+                lim.copy_Bps / bytes * double(o.batch), (long long)o.batch, lim.gemm_flops / 1e12,
+                100.0 * prefill_tok * flops_per_tok / prefill_s / lim.gemm_flops);
+  }
+#endif
   if (o.model.device == "cpu") {
     const double bw = measure_host_read_bandwidth();
     std::printf("limit: measured host memory read bandwidth %.1f GB/s -> decode reaches %.0f%% of it "

@@ -493,6 +493,17 @@ void bench_sampling(cudaStream_t s, bool quick) {
 
 }  // namespace
 
+DeviceLimits measure_device_limits() {
+  CUDA_CHECK(cudaSetDevice(0));
+  cudaDeviceProp prop;
+  CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  cudaStream_t s;
+  CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  const Limits L = measure_limits(s, false);
+  CUDA_CHECK(cudaStreamDestroy(s));
+  return {L.copy_Bps, L.gemm_flops, prop.name};
+}
+
 void run_kernel_benchmarks(const KernelBenchOptions& o) {
   int n = 0;
   HYRAX_REQUIRE(cudaGetDeviceCount(&n) == cudaSuccess && n > 0, "bench-kernels: no CUDA device is available");

@@ -16,4 +16,12 @@ struct KernelBenchOptions {
 /// Runs the selected benchmarks on GPU 0 and prints one line per figure to stdout.
 void run_kernel_benchmarks(const KernelBenchOptions& o);
 
+/// GPU 0's limits as measured now: device-to-device copy (bytes read + written per second, 1 GiB) and a cuBLAS bf16
+/// 8192³ product (FLOP/s); the card's name.
+struct DeviceLimits {
+  double copy_Bps = 0, gemm_flops = 0;
+  std::string name;
+};
+DeviceLimits measure_device_limits();
+
 }  // namespace hyrax::kernels::cuda

@@ -12,7 +12,9 @@
 // and anything that could move a buffer drops every graph (a release, a step larger than all before it, which may
 // grow buffers sized on first use such as the GEMM's staging copy); the next step of that key records it again.
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <map>
 #include <vector>
 
@@ -103,6 +105,9 @@ class CudaBackend final : public Backend {
     CUDA_CHECK(cudaSetDevice(0));
     CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     gemm_ = std::make_unique<kc::Gemm>();
+    // HYRAX_DECODE_GEMM=0 sends every row to cuBLASLt (for benchmarks: the decode GEMM's gain, measured).
+    const char* env = std::getenv("HYRAX_DECODE_GEMM");
+    decode_gemm_ = !(env && std::string(env) == "0");
   }
 
   ~CudaBackend() override {
@@ -208,7 +213,7 @@ class CudaBackend final : public Backend {
     tiles_.clear();
     // The leading one-token sequences' rows (the engine packs them first) take the decode GEMM in every matmul.
     n_decode_ = 0;
-    while (n_decode_ < n && m.cu_seqlens[n_decode_ + 1] - m.cu_seqlens[n_decode_] == 1) ++n_decode_;
+    while (decode_gemm_ && n_decode_ < n && m.cu_seqlens[n_decode_ + 1] - m.cu_seqlens[n_decode_] == 1) ++n_decode_;
     for (int64_t s = 0; s < n; ++s) {
       const int32_t len = m.cu_seqlens[s + 1] - m.cu_seqlens[s];
       if (len == 1) {
@@ -683,6 +688,7 @@ class CudaBackend final : public Backend {
   std::vector<void*> owned_;
   StepMeta step_;
   std::vector<int32_t> single_, multi_, tiles_, first_chunk_, tiles128_;
+  bool decode_gemm_ = true;  // one-token rows take the decode GEMM (HYRAX_DECODE_GEMM=0: off)
   int64_t n_decode_ = 0;  // the step's leading one-token sequences (0 outside a step: every row takes cuBLASLt)
   Staging meta_, rows_;
   DeviceMeta dev_;
