@@ -107,7 +107,7 @@ class CudaBackend final : public Backend {
     gemm_ = std::make_unique<kc::Gemm>();
     // HYRAX_DECODE_GEMM=0 sends every row to cuBLASLt (for benchmarks: the decode GEMM's gain, measured).
     const char* env = std::getenv("HYRAX_DECODE_GEMM");
-    decode_gemm_ = !(env && std::string(env) == "0");
+    decode_gemm_allowed_ = !(env && std::string(env) == "0");
   }
 
   ~CudaBackend() override {
@@ -199,6 +199,12 @@ class CudaBackend final : public Backend {
     const size_t tiles = 2 * (T / 64 + n) + n + 2 * (T / 128 + n);
     meta_.host(3 * T + (n + 1) + 2 * n + n * size_t(std::max<int64_t>(c.max_blocks, 1)) + 2 * n + tiles);
     identity_rows(int64_t(T));
+    // The decode GEMM is faster than cuBLASLt up to ~32 rows and far slower at hundreds (H100: 9.95 against 12.35 ms
+    // a 7B step at 32 sequences, 53 against 21 ms at 256). A row must always take the same kernel, whatever shares
+    // its step, so the choice is made here, once, from the most sequences any step can hold: an engine that never
+    // steps more than kDecodeGemmMaxSeqs sequences gives its one-token rows the decode GEMM, a larger one gives every
+    // row cuBLASLt. Within an engine the bits never depend on the batch.
+    decode_gemm_ = decode_gemm_allowed_ && c.max_seqs <= kDecodeGemmMaxSeqs;
   }
 
   void begin_step(const StepMeta& m) override {
@@ -688,7 +694,9 @@ class CudaBackend final : public Backend {
   std::vector<void*> owned_;
   StepMeta step_;
   std::vector<int32_t> single_, multi_, tiles_, first_chunk_, tiles128_;
-  bool decode_gemm_ = true;  // one-token rows take the decode GEMM (HYRAX_DECODE_GEMM=0: off)
+  static constexpr int64_t kDecodeGemmMaxSeqs = 32;
+  bool decode_gemm_allowed_ = true;  // HYRAX_DECODE_GEMM=0: never
+  bool decode_gemm_ = false;         // one-token rows take the decode GEMM (set by reserve_steps)
   int64_t n_decode_ = 0;  // the step's leading one-token sequences (0 outside a step: every row takes cuBLASLt)
   Staging meta_, rows_;
   DeviceMeta dev_;

@@ -15,7 +15,8 @@
 // so its rows are as invariant as cuBLASLt's — but it sums in a different order than cuBLASLt, so a given row must
 // always take the same one of the two. The CUDA backend's rule: the rows of the step's leading one-token
 // sequences (the engine packs them first) take decode_gemm, all other rows the pinned cuBLASLt algorithm; outside
-// a step every row takes cuBLASLt.
+// a step every row takes cuBLASLt; and only in engines whose steps hold at most 32 sequences (beyond that the
+// decode GEMM loses to cuBLASLt, and a row may not change kernels with its batch: docs/CUDA.md).
 #pragma once
 
 #include <cuda_bf16.h>
