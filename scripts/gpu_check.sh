@@ -33,6 +33,10 @@ OUT=${OUT:-out/gpu_check}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 export LD_LIBRARY_PATH="$PWD/.gpu/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# `scripts/gpu_check.sh [STAGE ...]` runs only the named stages (tests kernels cli floor peers model serve sanitizer);
+# all of them take ~15 minutes, more than one device call allows, so a call usually names a few.
+STAGES=" ${*:-tests kernels cli floor peers model serve sanitizer} "
+want() { [[ "$STAGES" == *" $1 "* ]]; }
 stage() { echo; echo "==== $1 ($(date -u +%H:%M:%S))"; }
 
 stage "machine"
@@ -42,14 +46,19 @@ if ls .whl/*.whl >/dev/null 2>&1; then
     export PYTHONPATH=/tmp/site
 fi
 
+if want tests; then
 stage "GPU tests"
 timeout 200 .gpu/hyrax_gpu_tests > "$OUT/gpu_tests.log" 2>&1
 echo "hyrax_gpu_tests exit code $?"
 grep -E 'FAILED|PASSED|Failure|^  |tests ran' "$OUT/gpu_tests.log" | head -150
+fi
 
+if want kernels; then
 stage "kernel benchmarks"
 timeout 100 .gpu/hyrax bench-kernels --device cuda 2>&1 | tee "$OUT/bench_kernels.log"
+fi
 
+if want cli; then
 stage "CLI on the fixtures and the demo model"
 {
   for f in tests/fixtures/*/reference/meta.json; do
@@ -72,20 +81,38 @@ EOF
   done
   timeout 20 .gpu/hyrax generate --device cuda --ids "1175 262 2121" -n 40 --stats
 } 2>&1 | tee "$OUT/cli.log"
+fi
 
+if want floor; then
 stage "bf16 noise floor: transformers in bf16 against its own float32 fixture logits"
 # transformers' own torch implementation (fla left out of its path: its first-call autotuning takes minutes)
 env -u PYTHONPATH timeout 120 python3 bench/peers/bf16_floor.py 2>&1 | grep -v "Loading weights" | tee "$OUT/bf16_floor.log"
+fi
 
+if want peers; then
 stage "peers: fla and torch SDPA"
 timeout 150 python3 bench/peers/peer_bench.py 2>&1 | tee "$OUT/peer_bench.log"
+fi
 
-stage "whole model: Olmo Hybrid 7B, dummy weights"
-timeout 90 .gpu/hyrax bench --config configs/olmo-hybrid-7b.json --dummy-weights --device cuda --prompt-len 8192 \
-  --chunk 8192 --decode 32 --batch 1 2>&1 | tee "$OUT/bench_7b.log"
+if want model; then
+stage "whole model: Olmo Hybrid 7B, dummy weights (decode at batch 1 / 32 / 256, an 8k prefill)"
+B=".gpu/hyrax bench --config configs/olmo-hybrid-7b.json --dummy-weights --device cuda"
+{
+  for b in 1 32 256; do timeout 60 $B --prompt-len 64 --decode 16 --batch $b 2>&1 | grep -E "^decode|^limit:"; done
+  timeout 90 $B --prompt-len 8192 --chunk 8192 --decode 8 --batch 1 2>&1 | grep -E "^prefill|^decode|^limit:"
+} | tee "$OUT/bench_7b.log"
+fi
 
+if want serve; then
+stage "serving: the vLLM workload (8192 in, 1024 out, 32 clients)"
+timeout 150 .gpu/hyrax bench serve --config configs/olmo-hybrid-7b.json --dummy-weights --device cuda -c 32 -n 32 \
+  --input-len 8192 --output-len 1024 --prefill-chunk 2048 --max-memory 40G 2>&1 | tail -9 | tee "$OUT/serve.log"
+fi
+
+if want sanitizer; then
 stage "compute-sanitizer (memcheck) on the small GDN and conv cases"
 timeout 60 compute-sanitizer --tool memcheck --print-limit 20 .gpu/hyrax_gpu_tests \
   --gtest_filter='Shapes/GpuGdn.RecurrentAndChunked*/0:*GpuConv1d*:GpuRope.*' 2>&1 | tail -15
+fi
 
 stage "done"
