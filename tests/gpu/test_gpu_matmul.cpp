@@ -45,7 +45,8 @@ struct Inputs {
 
 /// Runs decode_gemm on rows [r0, r0 + R) of x into a NaN-poisoned y (with the shape's K split, or k_warps warps
 /// when given); returns y's whole buffer (from yoff on).
-std::vector<float> run_decode(const Problem& p, const Inputs& in, int64_t r0, int64_t R, int k_warps = 0) {
+std::vector<float> run_decode(const Problem& p, const Inputs& in, int64_t r0, int64_t R, int k_warps = 0,
+                              int layout = -1) {
   const size_t ysz = p.f32 ? 4 : 2, n = size_t(p.yoff + R * p.ldy);
   DevBuf dy(n * ysz);
   dy.poison();
@@ -59,8 +60,7 @@ std::vector<float> run_decode(const Problem& p, const Inputs& in, int64_t r0, in
   a.R = R;
   a.N = p.N;
   a.K = p.K;
-  if (k_warps == 0) kc::decode_gemm(a, nullptr);
-  else kc::decode_gemm(a, nullptr, k_warps);
+  kc::decode_gemm(a, nullptr, k_warps == 0 ? kc::decode_gemm_k_warps(p.N, p.K) : k_warps, layout);
   CUDA_CHECK(cudaGetLastError());
   auto all = p.f32 ? download_f32(dy, n) : download_bf16(dy, n);
   return std::vector<float>(all.begin() + p.yoff, all.end());
@@ -149,11 +149,15 @@ TEST(GpuDecodeGemm, RowsAreBitwiseIndependentOfTheRowsBesideThem) {
     for (int64_t R = 1; R <= 300; ++R) {
       if (R > 72 && R % 9 != 0 && R != 128 && R != 256 && R != 300) continue;
       const int64_t r0 = int64_t(rng.uniform_int(0, int(total - R)));
-      const auto y = run_decode(p, in, r0, R);
-      bool same = true;
-      for (int64_t r = 0; r < R; ++r)
-        same &= std::memcmp(y.data() + r * p.ldy, alone[size_t(r0 + r)].data(), size_t(p.N) * sizeof(float)) == 0;
-      if (!same && bad_calls++ < 5) ADD_FAILURE() << "R=" << R << " (rows from " << r0 << "): a row differs from alone";
+      // Every layout of the work (from 17 rows there are several) gives the bits of the row alone.
+      for (int layout = 0; layout < (R > 16 ? kc::kDecodeGemmLayouts : 1); ++layout) {
+        const auto y = run_decode(p, in, r0, R, 0, R > 16 ? layout : -1);
+        bool same = true;
+        for (int64_t r = 0; r < R; ++r)
+          same &= std::memcmp(y.data() + r * p.ldy, alone[size_t(r0 + r)].data(), size_t(p.N) * sizeof(float)) == 0;
+        if (!same && bad_calls++ < 5)
+          ADD_FAILURE() << "R=" << R << " layout " << layout << " (rows from " << r0 << "): a row differs from alone";
+      }
     }
     EXPECT_EQ(bad_calls, 0);
   }

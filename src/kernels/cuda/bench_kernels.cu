@@ -407,6 +407,14 @@ void bench_decode_gemm(const Limits& L, cudaStream_t s, bool quick) {
                   sh.name, (long long)sh.N, (long long)sh.K, (long long)R, decode_gemm_k_warps(sh.N, sh.K),
                   mine * 1e3, gbs(mine), 100.0 * gbs(mine) * 1e9 / L.copy_Bps, best * 1e3,
                   100.0 * gbs(best) * 1e9 / L.copy_Bps, pinned * 1e3, 100.0 * gbs(pinned) * 1e9 / L.copy_Bps);
+      if (R > 16) {  // the layouts of the work (the same bits)
+        std::printf("decode gemm  %-13s N=%-6lld K=%-5lld R=%-3lld layouts:", sh.name, (long long)sh.N,
+                    (long long)sh.K, (long long)R);
+        const int kw = decode_gemm_k_warps(sh.N, sh.K);
+        for (int l = 0; l < kDecodeGemmLayouts; ++l)
+          std::printf("  %d: %6.1f µs", l, per_call_ms([&](const GemmArgs& a) { decode_gemm(a, s, kw, l); }) * 1e3);
+        std::printf("\n");
+      }
       if (R != 1 && R != 32) continue;
       std::printf("decode gemm  %-13s N=%-6lld K=%-5lld R=%-3lld other K splits:", sh.name, (long long)sh.N,
                   (long long)sh.K, (long long)R);

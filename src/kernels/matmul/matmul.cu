@@ -101,31 +101,35 @@ __device__ __forceinline__ void mma_chunk(float (&d)[4], const uint4 (&w)[2][2],
   }
 }
 
-template <int RG>
-constexpr size_t smem_bytes(int kw) {  // the partial sums [KW][RG·4][32] float
-  return size_t(kw) * RG * 4 * 32 * sizeof(float);
+template <int RG, int TN>
+constexpr size_t smem_bytes(int kw) {  // the partial sums [KW][TN·RG·4][32] float
+  return size_t(kw) * TN * RG * 4 * 32 * sizeof(float);
 }
 
-// Grid: (row batches of 8·RG rows, tiles of 16 weight rows); block: KW warps. A stage of U chunks of weights is
+// Grid: (row batches of 8·RG rows, tiles of 16·TN weight rows); block: KW warps. A stage of U chunks of weights is
 // loaded into registers before any is used (the bytes in flight); with PREFETCH the next stage is loaded while the
-// current one is multiplied. RG, U and PREFETCH change how the work is laid out, never a sum.
-template <int RG, int U, bool PREFETCH, bool VEC>
+// current one is multiplied. A warp's TN weight tiles share each x fragment it loads (TN times fewer x reads per
+// weight byte). RG, TN, U and PREFETCH change how the work is laid out, never a sum: each output element is still
+// its warp's chunks in order, then the warps' partials in order.
+template <int RG, int TN, int U, bool PREFETCH, bool VEC>
 __global__ void __launch_bounds__(kMaxWarps * 32) decode_gemm_kernel(DecodeParams p) {
-  extern __shared__ float partial[];  // [KW][RG·4][32] each warp's accumulators
+  extern __shared__ float partial[];  // [KW][TN·RG·4][32] each warp's accumulators
   const int KW = int(blockDim.x / 32), warp = int(threadIdx.x / 32), lane = int(threadIdx.x % 32);
   const int g = lane / 4, t = lane % 4;
-  const int64_t n0 = int64_t(blockIdx.y) * 16, r0 = int64_t(blockIdx.x) * 8 * RG;
+  const int64_t n0 = int64_t(blockIdx.y) * 16 * TN, r0 = int64_t(blockIdx.x) * 8 * RG;
   const int64_t chunks = (p.K + kChunk - 1) / kChunk;
   const int64_t c_begin = chunks * warp / KW, c_end = chunks * (warp + 1) / KW;
 
-  const bf16* wrow[2];  // weight rows g, g + 8
-  bool wvalid[2];
+  const bf16* wrow[TN][2];  // weight rows g, g + 8 of each of the warp's tiles
+  bool wvalid[TN][2];
 #pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int64_t n = n0 + g + 8 * h;
-    wvalid[h] = n < p.N;
-    wrow[h] = p.w + (wvalid[h] ? n : 0) * p.K;
-  }
+  for (int tn = 0; tn < TN; ++tn)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int64_t n = n0 + 16 * tn + g + 8 * h;
+      wvalid[tn][h] = n < p.N;
+      wrow[tn][h] = p.w + (wvalid[tn][h] ? n : 0) * p.K;
+    }
   const bf16* xrow[RG];  // x row g of each row group
   bool xvalid[RG];
 #pragma unroll
@@ -135,26 +139,31 @@ __global__ void __launch_bounds__(kMaxWarps * 32) decode_gemm_kernel(DecodeParam
     xrow[rg] = p.x + (xvalid[rg] ? r : 0) * p.ldx;
   }
 
-  float acc[RG][4];
+  float acc[TN][RG][4];
 #pragma unroll
-  for (int rg = 0; rg < RG; ++rg)
+  for (int tn = 0; tn < TN; ++tn)
 #pragma unroll
-    for (int i = 0; i < 4; ++i) acc[rg][i] = 0.0f;
+    for (int rg = 0; rg < RG; ++rg)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[tn][rg][i] = 0.0f;
 
-  // Chunks c … c+U-1 of weight rows g, g+8: wv[u][row][half] (zeros, without a load, past the warp's range).
-  auto load_stage = [&](uint4 (&wv)[U][2][2], int64_t c) {
+  // Chunks c … c+U-1 of weight rows g, g+8 of each tile: wv[u][tile][row][half] (zeros, without a load, past the
+  // warp's range).
+  auto load_stage = [&](uint4 (&wv)[U][TN][2][2], int64_t c) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int64_t k = (c + u) * kChunk + 16 * t;
       const int64_t left = c + u < c_end ? p.K - k : 0;
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        wv[u][h][0] = load_w<VEC>(wrow[h] + k, wvalid[h] ? left : 0);
-        wv[u][h][1] = load_w<VEC>(wrow[h] + k + 8, wvalid[h] ? left - 8 : 0);
-      }
+      for (int tn = 0; tn < TN; ++tn)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          wv[u][tn][h][0] = load_w<VEC>(wrow[tn][h] + k, wvalid[tn][h] ? left : 0);
+          wv[u][tn][h][1] = load_w<VEC>(wrow[tn][h] + k + 8, wvalid[tn][h] ? left - 8 : 0);
+        }
     }
   };
-  auto multiply_stage = [&](const uint4 (&wv)[U][2][2], int64_t c) {
+  auto multiply_stage = [&](const uint4 (&wv)[U][TN][2][2], int64_t c) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       if (c + u >= c_end) break;
@@ -163,22 +172,25 @@ __global__ void __launch_bounds__(kMaxWarps * 32) decode_gemm_kernel(DecodeParam
       for (int rg = 0; rg < RG; ++rg) {
         const uint4 xv[2] = {load_x<VEC>(xrow[rg] + k, xvalid[rg] ? p.K - k : 0),
                              load_x<VEC>(xrow[rg] + k + 8, xvalid[rg] ? p.K - k - 8 : 0)};
-        mma_chunk(acc[rg], wv[u], xv);
+#pragma unroll
+        for (int tn = 0; tn < TN; ++tn) mma_chunk(acc[tn][rg], wv[u][tn], xv);
       }
     }
   };
 
-  uint4 wv[U][2][2];
+  uint4 wv[U][TN][2][2];
   if constexpr (PREFETCH) load_stage(wv, c_begin);
   for (int64_t c = c_begin; c < c_end; c += U) {
     if constexpr (PREFETCH) {
-      uint4 next[U][2][2];
+      uint4 next[U][TN][2][2];
       load_stage(next, c + U);
       multiply_stage(wv, c);
 #pragma unroll
       for (int u = 0; u < U; ++u)
 #pragma unroll
-        for (int h = 0; h < 2; ++h) wv[u][h][0] = next[u][h][0], wv[u][h][1] = next[u][h][1];
+        for (int tn = 0; tn < TN; ++tn)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) wv[u][tn][h][0] = next[u][tn][h][0], wv[u][tn][h][1] = next[u][tn][h][1];
     } else {
       load_stage(wv, c);
       multiply_stage(wv, c);
@@ -186,17 +198,20 @@ __global__ void __launch_bounds__(kMaxWarps * 32) decode_gemm_kernel(DecodeParam
   }
 
   // The warps' partial sums, added in warp order.
-  constexpr int E = RG * 4;
+  constexpr int E = TN * RG * 4;
 #pragma unroll
-  for (int rg = 0; rg < RG; ++rg)
+  for (int tn = 0; tn < TN; ++tn)
 #pragma unroll
-    for (int i = 0; i < 4; ++i) partial[(warp * E + rg * 4 + i) * 32 + lane] = acc[rg][i];
+    for (int rg = 0; rg < RG; ++rg)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) partial[(warp * E + (tn * RG + rg) * 4 + i) * 32 + lane] = acc[tn][rg][i];
   __syncthreads();
-  // Element (row rr, column nn) of the block's [8·RG, 16] output sits in accumulator (rg, i) of lane (gg, tt).
+  // Element (row rr, column nn) of the block's [8·RG, 16·TN] output sits in accumulator (tn, rg, i) of lane (gg, tt).
   for (int idx = int(threadIdx.x); idx < E * 32; idx += int(blockDim.x)) {
-    const int nn = idx % 16, rr = idx / 16;
-    const int gg = nn % 8, rg = rr / 8, tt = (rr % 8) / 2, i = 2 * (nn / 8) + rr % 2;
-    const int at = (rg * 4 + i) * 32 + gg * 4 + tt;
+    const int nn = idx % (16 * TN), rr = idx / (16 * TN);
+    const int tn = nn / 16, nt = nn % 16;
+    const int gg = nt % 8, rg = rr / 8, tt = (rr % 8) / 2, i = 2 * (nt / 8) + rr % 2;
+    const int at = ((tn * RG + rg) * 4 + i) * 32 + gg * 4 + tt;
     float s = partial[at];
     for (int w = 1; w < KW; ++w) s += partial[w * E * 32 + at];
     const int64_t n = n0 + nn, r = r0 + rr;
@@ -206,33 +221,44 @@ __global__ void __launch_bounds__(kMaxWarps * 32) decode_gemm_kernel(DecodeParam
   }
 }
 
-template <int RG, int U, bool PREFETCH, bool VEC>
+template <int RG, int TN, int U, bool PREFETCH, bool VEC>
 void launch(const DecodeParams& p, int kw, cudaStream_t stream) {
-  const int64_t row_batches = (p.R + 8 * RG - 1) / (8 * RG), tiles = (p.N + 15) / 16;
+  const int64_t row_batches = (p.R + 8 * RG - 1) / (8 * RG), tiles = (p.N + 16 * TN - 1) / (16 * TN);
   HYRAX_CHECK(tiles <= 65535 && row_batches <= 2147483647, "decode gemm: N=", p.N, " R=", p.R, " is too large");
   const dim3 grid{unsigned(row_batches), unsigned(tiles)};
-  auto* kernel = decode_gemm_kernel<RG, U, PREFETCH, VEC>;
+  auto* kernel = decode_gemm_kernel<RG, TN, U, PREFETCH, VEC>;
   static const bool attr_set = [&] {  // once per instance, at its first (uncaptured) use
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    int(smem_bytes<RG>(kMaxWarps))));
+                                    int(smem_bytes<RG, TN>(kMaxWarps))));
     return true;
   }();
   (void)attr_set;
-  kernel<<<grid, unsigned(kw * 32), smem_bytes<RG>(kw), stream>>>(p);
+  kernel<<<grid, unsigned(kw * 32), smem_bytes<RG, TN>(kw), stream>>>(p);
   CUDA_CHECK_LAUNCH("decode_gemm");
+}
+
+template <int RG, int TN, int U, bool PREFETCH>
+void launch_vec(const DecodeParams& p, int kw, cudaStream_t stream) {
+  const bool vec = reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && reinterpret_cast<uintptr_t>(p.w) % 16 == 0 &&
+                   p.K % 8 == 0 && p.ldx % 8 == 0;
+  if (vec) launch<RG, TN, U, PREFETCH, true>(p, kw, stream);
+  else launch<RG, TN, U, PREFETCH, false>(p, kw, stream);
 }
 
 // How the weights are staged, by row groups (measured best on H100): 4 chunks a stage at 8-16 rows; 2 chunks with
 // the next stage prefetched at 32 (the products start to take as long as the loads); 2 chunks at 64 (the prefetch
-// costs more registers than it hides).
+// costs more registers than it hides). From 17 rows, `layout` 1 and 2 give each warp two weight tiles sharing its x
+// reads (2: with the prefetch at 32 rows). Every layout gives the same bits.
 template <int RG>
-void launch(const DecodeParams& p, int kw, cudaStream_t stream) {
+void launch(const DecodeParams& p, int kw, int layout, cudaStream_t stream) {
   constexpr int U = RG <= 2 ? 4 : 2;
-  constexpr bool PREFETCH = RG == 4;
-  const bool vec = reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && reinterpret_cast<uintptr_t>(p.w) % 16 == 0 &&
-                   p.K % 8 == 0 && p.ldx % 8 == 0;
-  if (vec) launch<RG, U, PREFETCH, true>(p, kw, stream);
-  else launch<RG, U, PREFETCH, false>(p, kw, stream);
+  if constexpr (RG < 4) {
+    launch_vec<RG, 1, U, false>(p, kw, stream);
+  } else {
+    if (layout == 1) launch_vec<RG, 2, U, false>(p, kw, stream);
+    else if (layout == 2) launch_vec<RG, 2, U, RG == 4>(p, kw, stream);
+    else launch_vec<RG, 1, U, RG == 4>(p, kw, stream);
+  }
 }
 
 }  // namespace
@@ -248,19 +274,25 @@ int decode_gemm_k_warps(int64_t N, int64_t K) {
 
 void decode_gemm(const GemmArgs& a, cudaStream_t stream) { decode_gemm(a, stream, decode_gemm_k_warps(a.N, a.K)); }
 
-void decode_gemm(const GemmArgs& a, cudaStream_t stream, int k_warps) {
+void decode_gemm(const GemmArgs& a, cudaStream_t stream, int k_warps, int layout) {
   HYRAX_CHECK(a.R >= 0 && a.N > 0 && a.K > 0, "decode gemm R=", a.R, " N=", a.N, " K=", a.K);
   HYRAX_CHECK(a.x && a.w && a.y, "decode gemm: null pointer");
   HYRAX_CHECK(a.ldx >= a.K && a.ldy >= a.N, "decode gemm: row strides ldx=", a.ldx, " ldy=", a.ldy, " for K=", a.K,
               " N=", a.N);
   HYRAX_CHECK(k_warps == 1 || k_warps == 2 || k_warps == 4 || k_warps == 8, "decode gemm: k_warps ", k_warps);
+  HYRAX_CHECK(layout >= -1 && layout < kDecodeGemmLayouts, "decode gemm: layout ", layout);
+  // The layout by shape (it changes no bit). Measured on an H100 (bench-kernels --only gemm, 2026-11-27): at 17-32
+  // rows two tiles a warp with the prefetch (2) win from N = 3840 up (gate+up 22016×3840: 80.4 -> 73.5 µs, lm_head
+  // 359 -> 349 µs, gdn o 24.3 -> 23.4 µs) and lose a little below (q,k 2880×3840: 16.2 against 17.0 µs); at 33-64
+  // rows two tiles a warp (1) win on every stacked shape (mlp down 81.6 -> 60.2 µs, attention 32.1 -> 23.5 µs).
+  if (layout < 0) layout = a.R <= 16 ? 0 : a.R <= 32 ? (a.N >= 3840 ? 2 : 0) : 1;
   if (a.R == 0) return;
   const DecodeParams p{a.x, a.ldx, a.w, a.y, a.ldy, a.R, a.N, a.K, a.y_f32};
   // Row groups (8 rows of x) per block, by R only.
-  if (a.R <= 8) launch<1>(p, k_warps, stream);
-  else if (a.R <= 16) launch<2>(p, k_warps, stream);
-  else if (a.R <= 32) launch<4>(p, k_warps, stream);
-  else launch<kRowGroups>(p, k_warps, stream);
+  if (a.R <= 8) launch<1>(p, k_warps, layout, stream);
+  else if (a.R <= 16) launch<2>(p, k_warps, layout, stream);
+  else if (a.R <= 32) launch<4>(p, k_warps, layout, stream);
+  else launch<kRowGroups>(p, k_warps, layout, stream);
 }
 
 }  // namespace hyrax::kernels::cuda

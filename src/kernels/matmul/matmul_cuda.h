@@ -44,8 +44,11 @@ struct GemmArgs {
 void decode_gemm(const GemmArgs& a, cudaStream_t stream);
 /// The warps that split K within a block of decode_gemm for a shape (N, K) (for benchmarks and logs).
 int decode_gemm_k_warps(int64_t N, int64_t K);
-/// decode_gemm with another K split (1, 2, 4 or 8 warps; other sums). For benchmarks tuning the rule above.
-void decode_gemm(const GemmArgs& a, cudaStream_t stream, int k_warps);
+/// decode_gemm with another K split (1, 2, 4 or 8 warps; other sums) and, from 17 rows, another layout of the work
+/// (0 … kDecodeGemmLayouts-1, -1: the default; the same sums and bits whatever the layout). For benchmarks tuning
+/// the rules and for tests.
+constexpr int kDecodeGemmLayouts = 3;
+void decode_gemm(const GemmArgs& a, cudaStream_t stream, int k_warps, int layout = -1);
 
 class Gemm {
  public:
