@@ -66,11 +66,22 @@ struct Options {
   bool dummy = false;
   int64_t prompt_len = 256, decode_steps = 16, batch = 1, chunk = 512;
   uint64_t seed = 1;
+  bool graphs = true;
 };
+
+/// The A/B switches of the benchmarks: what a figure gains from CUDA graphs and from the decode GEMM.
+void add_ab_switches(CLI::App& app, ModelOptions& model, bool& graphs) {
+  app.add_flag_function(
+      "--no-graphs", [&graphs](int64_t) { graphs = false; },
+      "run decode steps eagerly, without CUDA graphs (the same bits)");
+  app.add_flag_function(
+      "--no-decode-gemm", [&model](int64_t) { model.cuda.decode_gemm = false; },
+      "every GEMM row on cuBLASLt, none on hyrax's decode GEMM (other bits)");
+}
 
 void run(const Options& o) {
   HYRAX_REQUIRE(o.dummy == !o.config.empty(), "use --config FILE together with --dummy-weights, or --model DIR");
-  auto backend = make_backend(o.model.device);
+  auto backend = make_backend(o.model);
   const auto t_load = clock_type::now();
   auto model = o.dummy ? load_model_dummy(o.config, *backend, o.seed)
                        : load_model(resolve_model_dir(o.model.model_dir), *backend);
@@ -80,6 +91,7 @@ void run(const Options& o) {
   cfg.max_seqs = o.batch;
   cfg.max_seq_len = o.prompt_len + o.decode_steps + 1;
   cfg.max_step_tokens = std::max(o.chunk, o.batch);
+  cfg.cuda_graphs = o.graphs;
   Engine engine(std::move(backend), std::move(model), cfg);
   const StateSpec spec = engine.model().state_spec();
 
@@ -186,7 +198,7 @@ void run_serve_bench(ServeBenchOptions& o) {
     so.http.host = "127.0.0.1";
     so.http.port = 0;
     so.http.max_concurrent = std::max<int64_t>(so.http.max_concurrent, load.concurrency + 1);
-    stack = std::make_unique<server::ServingStack>(so, make_backend(so.device));
+    stack = std::make_unique<server::ServingStack>(so, make_backend(o.model));
     load.url = "http://127.0.0.1:" + std::to_string(stack->start());
     load.model = stack->model().name;
   } else {
@@ -216,6 +228,7 @@ void add_serve_bench(CLI::App& bench) {
   CLI::App* app = bench.add_subcommand("serve", "Load-test the OpenAI-compatible server: output tok/s, TTFT, ITL");
   add_threads_option(*app);
   add_model_options(*app, o->model);
+  add_ab_switches(*app, o->model, o->stack.cuda_graphs);
   auto& s = o->stack;
   auto& l = o->load;
   app->add_option("--url", o->url, "benchmark a running server (http://host:port) instead of starting one");
@@ -250,6 +263,7 @@ const RegisterCommand reg{
        add_serve_bench(app);
        auto o = std::make_shared<Options>();
        add_model_options(app, o->model);
+       add_ab_switches(app, o->model, o->graphs);
        app.add_option("--config", o->config, "config.json of the architecture to build with --dummy-weights");
        app.add_flag("--dummy-weights", o->dummy, "random weights at the config's shapes (no checkpoint needed)");
        app.add_option("--prompt-len", o->prompt_len, "prompt tokens per sequence")->check(CLI::PositiveNumber);

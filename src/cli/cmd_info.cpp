@@ -21,7 +21,7 @@ std::string human_bytes(double b) {
 }
 
 void run(const ModelOptions& opt) {
-  auto backend = make_backend(opt.device);
+  auto backend = make_backend(opt);
   const std::string dir = resolve_model_dir(opt.model_dir);
   auto model = load_model(dir, *backend);
   const ModelInfo& info = model->info();

@@ -44,7 +44,7 @@ void run(Options& o) {
   server::StackOptions& so = o.stack;
   so.device = o.model.device;
   if (!so.dummy) so.model_dir = resolve_model_dir(o.model.model_dir);
-  server::ServingStack stack(so, make_backend(so.device));
+  server::ServingStack stack(so, make_backend(o.model));
   const int port = stack.start();
   std::printf("hyrax serve: listening on http://%s:%d (model id \"%s\")\n", so.http.host.c_str(), port,
               stack.model().name.c_str());

@@ -20,12 +20,12 @@ void add_model_options(CLI::App& app, ModelOptions& opt) {
   app.add_option("--device", opt.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
 }
 
-std::unique_ptr<Backend> make_backend(const std::string& device) {
-  if (device == "cpu") return make_cpu_backend();
+std::unique_ptr<Backend> make_backend(const ModelOptions& opt) {
+  if (opt.device == "cpu") return make_cpu_backend();
 #ifdef HYRAX_HAS_CUDA
-  if (device == "cuda") return make_cuda_backend();
+  if (opt.device == "cuda") return make_cuda_backend(opt.cuda);
 #endif
-  fail("--device ", device, ": this build of hyrax has no CUDA backend");
+  fail("--device ", opt.device, ": this build of hyrax has no CUDA backend");
 }
 
 static fs::path executable_dir() {
@@ -47,7 +47,7 @@ std::string resolve_model_dir(const std::string& model_dir) {
 }
 
 std::unique_ptr<Engine> open_engine(const ModelOptions& opt, const EngineConfig& cfg) {
-  auto backend = make_backend(opt.device);
+  auto backend = make_backend(opt);
   auto model = load_model(resolve_model_dir(opt.model_dir), *backend);
   return std::make_unique<Engine>(std::move(backend), std::move(model), cfg);
 }

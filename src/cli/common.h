@@ -13,13 +13,14 @@ namespace hyrax::cli {
 struct ModelOptions {
   std::string model_dir;
   std::string device = "cpu";
+  CudaOptions cuda;  // --device cuda only
 };
 
 /// Adds --model DIR and --device to a command.
 void add_model_options(CLI::App& app, ModelOptions& opt);
 
 /// The backend named by --device ("cpu", or "cuda" when built with CUDA).
-std::unique_ptr<Backend> make_backend(const std::string& device);
+std::unique_ptr<Backend> make_backend(const ModelOptions& opt);
 
 /// Loads the model of --model (or the bundled demo model when none is given) into an engine.
 std::unique_ptr<Engine> open_engine(const ModelOptions& opt, const EngineConfig& cfg);

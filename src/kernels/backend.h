@@ -153,8 +153,12 @@ class Backend {
 /// The CPU backend (float32 activations and KV cache, all cores).
 std::unique_ptr<Backend> make_cpu_backend();
 
+struct CudaOptions {
+  bool decode_gemm = true;  // one-token rows on hyrax's decode GEMM in engines of <= 32 sequences (docs/CUDA.md)
+};
+
 /// The CUDA backend on GPU 0 (bf16 activations and KV cache, float32 state and accumulation); defined only in
 /// builds with CUDA (HYRAX_HAS_CUDA). Throws hyrax::Error when no GPU is present.
-std::unique_ptr<Backend> make_cuda_backend();
+std::unique_ptr<Backend> make_cuda_backend(const CudaOptions& o = {});
 
 }  // namespace hyrax

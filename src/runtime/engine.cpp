@@ -36,8 +36,7 @@ Engine::Engine(std::unique_ptr<Backend> backend, std::unique_ptr<Model> model, c
   const int64_t blocks_per_seq = (cfg.max_seq_len + cfg.block_size - 1) / cfg.block_size;
   pc.n_blocks = cfg.max_kv_tokens > 0 ? (cfg.max_kv_tokens + cfg.block_size - 1) / cfg.block_size
                                       : cfg.max_seqs * blocks_per_seq;
-  const char* env = std::getenv("HYRAX_CUDA_GRAPHS");
-  graphs_ = cfg.cuda_graphs && backend_->step_graphs() && !(env && std::string(env) == "0");
+  graphs_ = cfg.cuda_graphs && backend_->step_graphs();
   pool_ = std::make_unique<StatePool>(*backend_, model_->state_spec(), pc);
   StepCapacity sc;
   sc.max_seqs = graphs_ ? graph_bucket(cfg.max_seqs) : cfg.max_seqs;

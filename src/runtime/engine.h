@@ -21,8 +21,7 @@ struct EngineConfig {
   int64_t block_size = 16;        // KV positions per block
   int64_t max_step_tokens = 512;  // most tokens one step packs (prefill chunk)
   // Decode steps (every sequence bringing one token) as step graphs recorded once per batch-size bucket, where the
-  // backend records them (CUDA). Logits are bitwise the same either way; off: every step launches eagerly. The
-  // environment variable HYRAX_CUDA_GRAPHS=0 turns it off too (for benchmarks and debugging).
+  // backend records them (CUDA). Logits are bitwise the same either way; off: every step launches eagerly.
   bool cuda_graphs = true;
 };
 

@@ -71,7 +71,9 @@ ServingStack::ServingStack(const StackOptions& o, std::unique_ptr<Backend> backe
   }
   cap_ = plan_capacity(model->state_spec(), backend->kv_dtype(), info.max_positions, cr);
   const int64_t step = o.max_step_tokens > 0 ? o.max_step_tokens : o.prefill_chunk + cap_.max_seqs;
-  engine_ = std::make_unique<Engine>(std::move(backend), std::move(model), cap_.engine_config(step));
+  EngineConfig ec = cap_.engine_config(step);
+  ec.cuda_graphs = o.cuda_graphs;
+  engine_ = std::make_unique<Engine>(std::move(backend), std::move(model), ec);
   HYRAX_CHECK(engine_->pool().bytes() == cap_.pool_bytes, "the pool holds ", engine_->pool().bytes(),
               " bytes, the plan ", cap_.pool_bytes);
   std::printf("hyrax serve: model %s (%s, %.1f M parameters), device %s, tokenizer %s, chat template %s\n",

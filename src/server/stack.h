@@ -31,6 +31,7 @@ struct StackOptions {
   std::string max_memory;           // "" : what max_seqs full-length sequences need (capped on CPU)
   int64_t max_seqs = 0, max_seq_len = 0, block_size = 16;
   int64_t prefill_chunk = 512, max_step_tokens = 0;  // 0: prefill_chunk + max_seqs
+  bool cuda_graphs = true;          // EngineConfig::cuda_graphs
   ServerConfig http;
 };
 

@@ -172,7 +172,7 @@ TEST(GpuGraphs, AttentionDecodeIsBitwiseTheSameForAnyLengthBound) {
 TEST(GpuGraphs, DecodeIsBitwiseEagerAtEveryBatchSize) {
   REQUIRE_GPU();
   Twin t(demo_model(), 64, 512, 4096);
-  if (!t.ready()) GTEST_SKIP() << "graphs are off (HYRAX_CUDA_GRAPHS=0)";
+  ASSERT_TRUE(t.ready()) << "the graphs engine records no graphs, or the eager twin does";
   std::mt19937_64 rng(next_seed());
   for (size_t n = 1; n <= 64; ++n) {
     SCOPED_TRACE("batch " + std::to_string(n));
@@ -196,7 +196,7 @@ TEST(GpuGraphs, DecodeIsBitwiseEagerAtEveryBatchSize) {
 TEST(GpuGraphs, SequenceAloneOrWithOthersIsBitwiseTheSame) {
   REQUIRE_GPU();
   auto engine = open_engine(demo_model(), true, 64, 512, 4096);
-  if (!engine->graphs()) GTEST_SKIP() << "graphs are off (HYRAX_CUDA_GRAPHS=0)";
+  ASSERT_TRUE(engine->graphs()) << "the CUDA backend records no step graphs";
   const int64_t V = engine->vocab_size();
   std::mt19937_64 rng(next_seed());
   const auto prompt = random_ids(rng, 37, V);
@@ -241,7 +241,7 @@ TEST(GpuGraphs, SequenceAloneOrWithOthersIsBitwiseTheSame) {
 TEST(GpuGraphs, LongDecodesAcrossBlocksPartsAndWidths) {
   REQUIRE_GPU();
   Twin t(demo_model(), 4, 2048, 1024);
-  if (!t.ready()) GTEST_SKIP() << "graphs are off (HYRAX_CUDA_GRAPHS=0)";
+  ASSERT_TRUE(t.ready()) << "the graphs engine records no graphs, or the eager twin does";
   std::mt19937_64 rng(next_seed());
   const size_t lens[] = {500, 3, 1020};
   for (size_t i = 0; i < 3; ++i) t.open(i);
@@ -260,7 +260,7 @@ TEST(GpuGraphs, LongDecodesAcrossBlocksPartsAndWidths) {
 TEST(GpuGraphs, SequencePastMaxSeqLen) {
   REQUIRE_GPU();
   Twin t(demo_model(), 2, 256, 512);
-  if (!t.ready()) GTEST_SKIP() << "graphs are off (HYRAX_CUDA_GRAPHS=0)";
+  ASSERT_TRUE(t.ready()) << "the graphs engine records no graphs, or the eager twin does";
   std::mt19937_64 rng(next_seed());
   t.open(0);
   t.step({{0, random_ids(rng, 200, t.vocab)}}, "prefill");
@@ -273,7 +273,7 @@ TEST(GpuGraphs, SequencesJoiningAndLeaving) {
   REQUIRE_GPU();
   const size_t slots = 20;  // not a bucket: 17 ... 20 sequences pad to 24
   Twin t(demo_model(), int64_t(slots), 512, 512);
-  if (!t.ready()) GTEST_SKIP() << "graphs are off (HYRAX_CUDA_GRAPHS=0)";
+  ASSERT_TRUE(t.ready()) << "the graphs engine records no graphs, or the eager twin does";
   std::mt19937_64 rng(next_seed());
   for (int k = 0; k < 150 && !::testing::Test::HasFailure(); ++k) {
     for (size_t i = 0; i < slots; ++i)  // leave: done, or out of room
@@ -298,7 +298,7 @@ TEST(GpuGraphs, SequencesJoiningAndLeaving) {
 TEST(GpuGraphs, MixedStepStaysEager) {
   REQUIRE_GPU();
   Twin t(demo_model(), 8, 512, 512);
-  if (!t.ready()) GTEST_SKIP() << "graphs are off (HYRAX_CUDA_GRAPHS=0)";
+  ASSERT_TRUE(t.ready()) << "the graphs engine records no graphs, or the eager twin does";
   std::mt19937_64 rng(next_seed());
   for (size_t i = 0; i < 5; ++i) t.open(i);
   std::vector<std::pair<size_t, std::vector<int32_t>>> prefill;
@@ -323,7 +323,7 @@ TEST(GpuGraphs, MixedStepStaysEager) {
 TEST(GpuGraphs, NoFreeSlotRunsEagerUnlessNoPaddingIsNeeded) {
   REQUIRE_GPU();
   Twin t(demo_model(), 3, 512, 512);
-  if (!t.ready()) GTEST_SKIP() << "graphs are off (HYRAX_CUDA_GRAPHS=0)";
+  ASSERT_TRUE(t.ready()) << "the graphs engine records no graphs, or the eager twin does";
   std::mt19937_64 rng(next_seed());
   std::vector<std::pair<size_t, std::vector<int32_t>>> prefill;
   for (size_t i = 0; i < 3; ++i) {
@@ -349,7 +349,7 @@ TEST_P(GpuGraphsFixture, DecodeIsBitwiseEager) {
   const auto meta = test::read_json(fixture_dir(name) + "/reference/meta.json");
   const auto ids = meta["ids"].get<std::vector<int32_t>>();
   Twin t(fixture_dir(name), 8, 1024, 512);
-  if (!t.ready()) GTEST_SKIP() << "graphs are off (HYRAX_CUDA_GRAPHS=0)";
+  ASSERT_TRUE(t.ready()) << "the graphs engine records no graphs, or the eager twin does";
   const size_t prefixes[] = {1, 7, 20, 33, 64};
   std::vector<std::pair<size_t, std::vector<int32_t>>> prefill;
   for (size_t i = 0; i < 5; ++i) {

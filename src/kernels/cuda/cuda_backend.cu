@@ -97,7 +97,7 @@ class Staging {
 
 class CudaBackend final : public Backend {
  public:
-  CudaBackend() {
+  explicit CudaBackend(const CudaOptions& o) : decode_gemm_allowed_(o.decode_gemm) {
     int n = 0;
     const cudaError_t e = cudaGetDeviceCount(&n);
     HYRAX_REQUIRE(e == cudaSuccess && n > 0, "--device cuda: no CUDA device is available (",
@@ -105,9 +105,6 @@ class CudaBackend final : public Backend {
     CUDA_CHECK(cudaSetDevice(0));
     CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     gemm_ = std::make_unique<kc::Gemm>();
-    // HYRAX_DECODE_GEMM=0 sends every row to cuBLASLt (for benchmarks: the decode GEMM's gain, measured).
-    const char* env = std::getenv("HYRAX_DECODE_GEMM");
-    decode_gemm_allowed_ = !(env && std::string(env) == "0");
   }
 
   ~CudaBackend() override {
@@ -695,7 +692,7 @@ class CudaBackend final : public Backend {
   StepMeta step_;
   std::vector<int32_t> single_, multi_, tiles_, first_chunk_, tiles128_;
   static constexpr int64_t kDecodeGemmMaxSeqs = 32;
-  bool decode_gemm_allowed_ = true;  // HYRAX_DECODE_GEMM=0: never
+  bool decode_gemm_allowed_ = true;  // CudaOptions::decode_gemm
   bool decode_gemm_ = false;         // one-token rows take the decode GEMM (set by reserve_steps)
   int64_t n_decode_ = 0;  // the step's leading one-token sequences (0 outside a step: every row takes cuBLASLt)
   Staging meta_, rows_;
@@ -729,6 +726,6 @@ class CudaBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cuda_backend() { return std::make_unique<CudaBackend>(); }
+std::unique_ptr<Backend> make_cuda_backend(const CudaOptions& o) { return std::make_unique<CudaBackend>(o); }
 
 }  // namespace hyrax
