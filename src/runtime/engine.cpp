@@ -1,8 +1,6 @@
 #include "runtime/engine.h"
 
 #include <algorithm>
-#include <cstdlib>
-#include <string>
 
 #include "core/check.h"
 
@@ -69,6 +67,31 @@ void Engine::close(Sequence& seq) {
 }
 
 std::vector<float> Engine::step(const std::vector<StepItem>& items) {
+  const std::vector<size_t> order = forward_step(items);
+  const int64_t V = vocab_size();
+  size_t n_rows = 0;
+  for (const auto& it : items) n_rows += it.all_logits ? size_t(it.n_tokens) : 1;
+  std::vector<float> packed(n_rows * size_t(V));
+  backend_->copy_to_host(packed.data(), logits_dev_, packed.size() * sizeof(float));
+  if (std::is_sorted(order.begin(), order.end())) return packed;
+  // Back to the caller's order: each item's rows sit where the packed order put them.
+  std::vector<size_t> first(items.size());
+  size_t at = 0;
+  for (size_t i : order) {
+    first[i] = at;
+    at += items[i].all_logits ? size_t(items[i].n_tokens) : 1;
+  }
+  std::vector<float> out(packed.size());
+  at = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const size_t k = items[i].all_logits ? size_t(items[i].n_tokens) : 1;
+    std::copy_n(packed.begin() + int64_t(first[i] * size_t(V)), k * size_t(V), out.begin() + int64_t(at));
+    at += k * size_t(V);
+  }
+  return out;
+}
+
+std::vector<size_t> Engine::forward_step(const std::vector<StepItem>& items) {
   std::vector<int32_t> tokens, positions, cu{0}, start, slots, rows;
   int64_t max_blocks = 0;
   for (const auto& it : items) {
@@ -119,13 +142,9 @@ std::vector<float> Engine::step(const std::vector<StepItem>& items) {
     if (items[i].n_tokens == 1) order.push_back(i);
   for (size_t i = 0; i < items.size(); ++i)
     if (items[i].n_tokens != 1) order.push_back(i);
-  last_order_ = order;
   std::vector<int32_t> tables(size_t(n_rows * width), 0);
-  std::vector<size_t> out_first(items.size());  // each item's first logits row in the packed order
   for (size_t oi = 0; oi < order.size(); ++oi) {
-    const size_t i = order[oi];
-    const StepItem& it = items[i];
-    out_first[i] = rows.size();
+    const StepItem& it = items[order[oi]];
     const int32_t row0 = int32_t(tokens.size());
     for (int64_t t = 0; t < it.n_tokens; ++t) {
       tokens.push_back(it.tokens[t]);
@@ -145,7 +164,6 @@ std::vector<float> Engine::step(const std::vector<StepItem>& items) {
                 " tokens exceeds max_step_tokens ", cfg_.max_step_tokens);
   for (int32_t id : tokens)
     HYRAX_REQUIRE(id >= 0 && id < vocab_size(), "token id ", id, " is outside the vocabulary [0, ", vocab_size(), ")");
-  const size_t real_rows = rows.size();
   for (int64_t r = n; r < n_rows; ++r) {  // padding: token 0 at position 0 of the spare slot and block
     rows.push_back(int32_t(tokens.size()));
     tokens.push_back(0);
@@ -168,28 +186,18 @@ std::vector<float> Engine::step(const std::vector<StepItem>& items) {
   m.max_blocks = width;
 
   // Logits are float32 on every backend (the lm_head product writes them straight from its float32 accumulators).
-  const int64_t V = vocab_size();
-  const size_t bytes = rows.size() * size_t(V) * sizeof(float);
-  if (bytes > logits_bytes_) {
-    if (logits_dev_) backend_->release(logits_dev_);
-    logits_dev_ = backend_->alloc(bytes);
-    logits_bytes_ = bytes;
-  }
+  reserve_logits(rows.size());
   run_forward(m, rows, key);
   for (const auto& it : items) it.seq->n_cached += it.n_tokens;
-  if (!logits_to_host_) return {};  // step_sample reads them on the device
+  return order;
+}
 
-  std::vector<float> packed(real_rows * size_t(V));
-  backend_->copy_to_host(packed.data(), logits_dev_, packed.size() * sizeof(float));
-  if (std::is_sorted(order.begin(), order.end())) return packed;
-  std::vector<float> out(packed.size());
-  size_t at = 0;
-  for (size_t i = 0; i < items.size(); ++i) {
-    const size_t k = items[i].all_logits ? size_t(items[i].n_tokens) : 1;
-    std::copy_n(packed.begin() + int64_t(out_first[i] * size_t(V)), k * size_t(V), out.begin() + int64_t(at));
-    at += k * size_t(V);
-  }
-  return out;
+void Engine::reserve_logits(size_t rows) {
+  const size_t bytes = rows * size_t(vocab_size()) * sizeof(float);
+  if (bytes <= logits_bytes_) return;
+  if (logits_dev_) backend_->release(logits_dev_);
+  logits_dev_ = backend_->alloc(bytes);
+  logits_bytes_ = bytes;
 }
 
 void Engine::run_forward(const StepMeta& m, const std::vector<int32_t>& rows, int64_t key) {
@@ -224,32 +232,21 @@ std::vector<SampledToken> Engine::step_sample(const std::vector<StepItem>& items
                                              const std::vector<SampleRow>& rows) {
   HYRAX_CHECK(rows.size() == items.size(), "step_sample: ", rows.size(), " sampling rows for ", items.size(), " items");
   for (const auto& it : items) HYRAX_CHECK(!it.all_logits, "step_sample: an item asks for all its logits");
-  logits_to_host_ = false;
-  try {
-    step(items);
-  } catch (...) {
-    logits_to_host_ = true;
-    throw;
-  }
-  logits_to_host_ = true;
-  // The logits rows are in step()'s packed order: sample them there, hand the tokens back in the caller's order.
+  // The logits rows stay on the device in the packed order: sample them there, hand the tokens back in the
+  // caller's order.
+  const std::vector<size_t> order = forward_step(items);
   std::vector<SampleRow> packed(rows.size());
-  for (size_t oi = 0; oi < last_order_.size(); ++oi) packed[oi] = rows[last_order_[oi]];
+  for (size_t oi = 0; oi < order.size(); ++oi) packed[oi] = rows[order[oi]];
   const auto got = sample_device_rows(int64_t(items.size()), packed);
   std::vector<SampledToken> out(items.size());
-  for (size_t oi = 0; oi < last_order_.size(); ++oi) out[last_order_[oi]] = got[oi];
+  for (size_t oi = 0; oi < order.size(); ++oi) out[order[oi]] = got[oi];
   return out;
 }
 
 std::vector<SampledToken> Engine::sample_rows(const float* logits, const std::vector<SampleRow>& rows) {
-  const size_t bytes = rows.size() * size_t(vocab_size()) * sizeof(float);
-  if (bytes == 0) return {};
-  if (bytes > logits_bytes_) {
-    if (logits_dev_) backend_->release(logits_dev_);
-    logits_dev_ = backend_->alloc(bytes);
-    logits_bytes_ = bytes;
-  }
-  backend_->copy_to_device(logits_dev_, logits, bytes);
+  if (rows.empty()) return {};
+  reserve_logits(rows.size());
+  backend_->copy_to_device(logits_dev_, logits, rows.size() * size_t(vocab_size()) * sizeof(float));
   return sample_device_rows(int64_t(rows.size()), rows);
 }
 

@@ -88,6 +88,11 @@ class Engine {
   std::vector<SampledToken> sample_rows(const float* logits, const std::vector<SampleRow>& rows);
 
  private:
+  /// Packs `items` (one-token sequences first) and runs the step; the logits rows stay in logits_dev_ in the packed
+  /// order, which is returned (item indices).
+  std::vector<size_t> forward_step(const std::vector<StepItem>& items);
+  /// Grows logits_dev_ to hold `rows` rows.
+  void reserve_logits(size_t rows);
   /// Runs the model over the packed step `m` (logits into logits_dev_): eagerly, or as the graph of `key` (>= 0).
   void run_forward(const StepMeta& m, const std::vector<int32_t>& rows, int64_t key);
 
@@ -100,9 +105,6 @@ class Engine {
   bool graphs_ = false;  // decode steps as step graphs
   int64_t graph_replays_ = 0, graph_captures_ = 0;
   std::vector<int64_t> failed_keys_;  // keys whose recording could not be kept: they stay eager
-  // step_sample's hooks into step(): leave the logits on the device; the packed order of the last step's items.
-  bool logits_to_host_ = true;
-  std::vector<size_t> last_order_;
   std::vector<SampledToken> sample_device_rows(int64_t n, const std::vector<SampleRow>& rows);
 };
 

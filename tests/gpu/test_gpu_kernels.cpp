@@ -169,47 +169,30 @@ TEST(GpuRope, MatchesReference) {
   }
 }
 
-// (C, row stride): 16-byte aligned rows take the vectorized kernel (runs of 16 tokens crossing sequence starts),
-// the others the one-thread-per-element kernel.
-class GpuConv1d : public ::testing::TestWithParam<std::pair<int64_t, int64_t>> {};
+namespace {
 
-TEST_P(GpuConv1d, MatchesReferenceOutputsAndStateVarlen) {
-  REQUIRE_GPU();
-  const uint64_t seed = next_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed));
-  Rng rng(seed);
-  const auto [C, ld] = GetParam();
-  const int64_t W = 4, n_slots = 7;
-  const std::vector<int32_t> lens = {5, 1, 2, 9, 40, 1, 17}, slots = {4, 0, 2, 5, 6, 1, 3};
-  std::vector<int32_t> cu = {0}, tok_seq;
-  for (size_t s = 0; s < lens.size(); ++s) {
-    cu.push_back(cu.back() + lens[s]);
-    for (int i = 0; i < lens[s]; ++i) tok_seq.push_back(int32_t(s));
+/// Sequences of `lens` tokens packed one after another: cu_seqlens and each token's sequence.
+struct Varlen {
+  std::vector<int32_t> cu{0}, tok_seq;
+  explicit Varlen(const std::vector<int32_t>& lens) {
+    for (size_t s = 0; s < lens.size(); ++s) {
+      cu.push_back(cu.back() + lens[s]);
+      for (int i = 0; i < lens[s]; ++i) tok_seq.push_back(int32_t(s));
+    }
   }
-  const int64_t T = cu.back();
-  auto x = strided(rng, T, C, ld);
-  auto w = rng.normal_vec(size_t(C * W), 0.5f);
-  auto state = rng.normal_vec(size_t(n_slots * (W - 1) * C));
-  auto state_ref = state;
-  std::vector<float> y_ref(size_t(T * ld));
-  kernels::Conv1dParams rp;
-  rp.n_seqs = int64_t(lens.size());
-  rp.cu_seqlens = cu.data();
-  rp.state_slots = slots.data();
-  rp.state = state_ref.data();
-  rp.x = x.data();
-  rp.ldx = ld;
-  rp.y = y_ref.data();
-  rp.ldy = ld;
-  rp.w = w.data();
-  rp.C = C;
-  rp.W = W;
-  kernels::conv1d_ref(rp);
+  int64_t T() const { return cu.back(); }
+};
+
+/// conv1d on the GPU over x [T, C] (row stride ld, also y's) with taps w [C, W]; `state` (the pool, host copy) is
+/// updated. Returns y [T, ld] (padding columns NaN).
+std::vector<float> gpu_conv1d(const Varlen& v, const std::vector<int32_t>& slots, const std::vector<float>& x,
+                              int64_t ld, const std::vector<float>& w, int64_t C, int64_t W, std::vector<float>& state) {
+  const int64_t T = v.T();
   DevBuf dx = upload_bf16(x), dw = upload_f32(w), dst = upload_f32(state), dy(size_t(T * ld) * 2);
-  DevBuf dcu = upload_i32(cu), dsl = upload_i32(slots), dts = upload_i32(tok_seq);
+  DevBuf dcu = upload_i32(v.cu), dsl = upload_i32(slots), dts = upload_i32(v.tok_seq);
   dy.poison();
   kc::Conv1dParams p;
-  p.n_seqs = int64_t(lens.size());
+  p.n_seqs = int64_t(slots.size());
   p.T = T;
   p.cu_seqlens = dcu.get<int32_t>();
   p.state_slots = dsl.get<int32_t>();
@@ -223,9 +206,48 @@ TEST_P(GpuConv1d, MatchesReferenceOutputsAndStateVarlen) {
   p.C = C;
   p.W = W;
   kc::conv1d(p, nullptr);
-  EXPECT_TRUE(close_rows(download_bf16(dy, size_t(T * ld)).data(), ld, y_ref.data(), ld, T, C, 1e-5, 4e-3));
+  state = download_f32(dst, state.size());
+  return download_bf16(dy, size_t(T * ld));
+}
+
+}  // namespace
+
+// (C, row stride): 16-byte aligned rows take the vectorized kernel (runs of 16 tokens crossing sequence starts),
+// the others the one-thread-per-element kernel.
+class GpuConv1d : public ::testing::TestWithParam<std::pair<int64_t, int64_t>> {};
+
+TEST_P(GpuConv1d, MatchesReferenceOutputsAndStateVarlen) {
+  REQUIRE_GPU();
+  const uint64_t seed = next_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  Rng rng(seed);
+  const auto [C, ld] = GetParam();
+  const int64_t W = 4, n_slots = 7;
+  const std::vector<int32_t> slots = {4, 0, 2, 5, 6, 1, 3};
+  const Varlen v({5, 1, 2, 9, 40, 1, 17});
+  const int64_t T = v.T();
+  auto x = strided(rng, T, C, ld);
+  auto w = rng.normal_vec(size_t(C * W), 0.5f);
+  auto state = rng.normal_vec(size_t(n_slots * (W - 1) * C));
+  auto state_ref = state;
+  std::vector<float> y_ref(size_t(T * ld));
+  kernels::Conv1dParams rp;
+  rp.n_seqs = int64_t(slots.size());
+  rp.cu_seqlens = v.cu.data();
+  rp.state_slots = slots.data();
+  rp.state = state_ref.data();
+  rp.x = x.data();
+  rp.ldx = ld;
+  rp.y = y_ref.data();
+  rp.ldy = ld;
+  rp.w = w.data();
+  rp.C = C;
+  rp.W = W;
+  kernels::conv1d_ref(rp);
+  const auto y = gpu_conv1d(v, slots, x, ld, w, C, W, state);
+  EXPECT_TRUE(close_rows(y.data(), ld, y_ref.data(), ld, T, C, 1e-5, 4e-3));
   // The state holds inputs (bf16 values, exact in float32) or old state: bitwise, untouched slots included.
-  EXPECT_TRUE(same_bits(download_f32(dst, state.size()), state_ref));
+  EXPECT_TRUE(same_bits(state, state_ref));
 }
 
 // The vectorized and the per-element kernels sum the same products in the same order: bitwise the same outputs.
@@ -235,40 +257,19 @@ TEST(GpuConv1dPaths, VectorizedAndPerElementKernelsAgreeBitwise) {
   SCOPED_TRACE("seed " + std::to_string(seed));
   Rng rng(seed);
   const int64_t C = 64, W = 4;
-  const std::vector<int32_t> lens = {3, 1, 30, 20}, slots = {1, 3, 0, 2};
-  std::vector<int32_t> cu = {0}, tok_seq;
-  for (size_t s = 0; s < lens.size(); ++s) {
-    cu.push_back(cu.back() + lens[s]);
-    for (int i = 0; i < lens[s]; ++i) tok_seq.push_back(int32_t(s));
-  }
-  const int64_t T = cu.back();
+  const std::vector<int32_t> slots = {1, 3, 0, 2};
+  const Varlen v({3, 1, 30, 20});
+  const int64_t T = v.T();
   auto w = rng.normal_vec(size_t(C * W), 0.5f);
-  auto state = rng.normal_vec(size_t(4 * (W - 1) * C));
+  const auto state0 = rng.normal_vec(size_t(4 * (W - 1) * C));
   auto x = strided(rng, T, C, C);
-  DevBuf dw = upload_f32(w), dcu = upload_i32(cu), dsl = upload_i32(slots), dts = upload_i32(tok_seq);
   std::vector<std::vector<float>> outs;
   for (int64_t ld : {C, C + 4}) {  // 128-byte rows: vectorized; 136-byte rows: per element
     std::vector<float> xs(size_t(T * ld), 0.0f);
     for (int64_t t = 0; t < T; ++t)
       for (int64_t c = 0; c < C; ++c) xs[size_t(t * ld + c)] = x[size_t(t * C + c)];
-    DevBuf dx = upload_bf16(xs), dst = upload_f32(state), dy(size_t(T * ld) * 2);
-    dy.poison();
-    kc::Conv1dParams p;
-    p.n_seqs = int64_t(lens.size());
-    p.T = T;
-    p.cu_seqlens = dcu.get<int32_t>();
-    p.state_slots = dsl.get<int32_t>();
-    p.tok_seq = dts.get<int32_t>();
-    p.state = dst.get<float>();
-    p.x = dx.get<bf16>();
-    p.ldx = ld;
-    p.y = dy.get<bf16>();
-    p.ldy = ld;
-    p.w = dw.get<float>();
-    p.C = C;
-    p.W = W;
-    kc::conv1d(p, nullptr);
-    auto y = download_bf16(dy, size_t(T * ld));
+    auto state = state0;
+    const auto y = gpu_conv1d(v, slots, xs, ld, w, C, W, state);
     std::vector<float> packed;
     for (int64_t t = 0; t < T; ++t) packed.insert(packed.end(), y.begin() + t * ld, y.begin() + t * ld + C);
     outs.push_back(packed);

@@ -12,7 +12,6 @@
 // and anything that could move a buffer drops every graph (a release, a step larger than all before it, which may
 // grow buffers sized on first use such as the GEMM's staging copy); the next step of that key records it again.
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <map>
@@ -390,56 +389,15 @@ class CudaBackend final : public Backend {
   }
 
   void rms_norm(const Tensor& x, const Tensor& w, float eps, const Tensor& y) override {
-    expect_bf16(x, "rms_norm input");
-    expect_bf16(y, "rms_norm output");
-    HYRAX_CHECK(x.dim(-1) == w.numel() && y.dim(-1) == w.numel() && x.rows() == y.rows(), "rms_norm shapes");
-    kc::RmsNormParams p;
-    p.x = bptr(x);
-    p.ldx = x.row_stride();
-    p.w = w.ptr<float>();
-    p.y = bptr(y);
-    p.ldy = y.row_stride();
-    p.T = x.rows();
-    p.C = x.dim(-1);
-    p.eps = eps;
-    kc::rms_norm(p, stream_);
+    kc::rms_norm(norm_params("rms_norm", x, w, eps, &y, nullptr), stream_);
   }
 
   void add_rms_norm(const Tensor& x, const Tensor& d, const Tensor& w, float eps, const Tensor& h) override {
-    expect_bf16(x, "add_rms_norm residual");
-    expect_bf16(d, "add_rms_norm input");
-    expect_bf16(h, "add_rms_norm output");
-    HYRAX_CHECK(x.dim(-1) == w.numel() && d.dim(-1) == w.numel() && h.dim(-1) == w.numel() && x.rows() == d.rows() &&
-                    x.rows() == h.rows(),
-                "add_rms_norm shapes");
-    kc::RmsNormParams p;
-    p.x = bptr(d);
-    p.ldx = d.row_stride();
-    p.w = w.ptr<float>();
-    p.y = bptr(h);
-    p.ldy = h.row_stride();
-    p.res = bptr(x);
-    p.ldr = x.row_stride();
-    p.T = x.rows();
-    p.C = x.dim(-1);
-    p.eps = eps;
-    kc::add_rms_norm(p, stream_);
+    kc::add_rms_norm(norm_params("add_rms_norm", d, w, eps, &h, &x), stream_);
   }
 
   void rms_norm_add(const Tensor& d, const Tensor& w, float eps, const Tensor& x) override {
-    expect_bf16(x, "rms_norm_add residual");
-    expect_bf16(d, "rms_norm_add input");
-    HYRAX_CHECK(x.dim(-1) == w.numel() && d.dim(-1) == w.numel() && x.rows() == d.rows(), "rms_norm_add shapes");
-    kc::RmsNormParams p;
-    p.x = bptr(d);
-    p.ldx = d.row_stride();
-    p.w = w.ptr<float>();
-    p.res = bptr(x);
-    p.ldr = x.row_stride();
-    p.T = x.rows();
-    p.C = x.dim(-1);
-    p.eps = eps;
-    kc::rms_norm_add(p, stream_);
+    kc::rms_norm_add(norm_params("rms_norm_add", d, w, eps, nullptr, &x), stream_);
   }
 
   void gated_rms_norm(const Tensor& x, const Tensor& gate, const Tensor& w, float eps, const Tensor& y) override {
@@ -627,6 +585,36 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  /// The row norm of x (weights w) into y, fused with the residual stream `res` where given; shapes checked.
+  static kc::RmsNormParams norm_params(const char* op, const Tensor& x, const Tensor& w, float eps, const Tensor* y,
+                                       const Tensor* res) {
+    expect_bf16(x, op);
+    HYRAX_CHECK(x.dim(-1) == w.numel(), op, ": input ", x.shape_str(), " for ", w.numel(), " weights");
+    auto check = [&](const Tensor& t) {
+      expect_bf16(t, op);
+      HYRAX_CHECK(t.dim(-1) == x.dim(-1) && t.rows() == x.rows(), op, ": ", t.shape_str(), " beside input ",
+                  x.shape_str());
+    };
+    kc::RmsNormParams p;
+    p.x = bptr(x);
+    p.ldx = x.row_stride();
+    p.w = w.ptr<float>();
+    p.T = x.rows();
+    p.C = x.dim(-1);
+    p.eps = eps;
+    if (y) {
+      check(*y);
+      p.y = bptr(*y);
+      p.ldy = y->row_stride();
+    }
+    if (res) {
+      check(*res);
+      p.res = bptr(*res);
+      p.ldr = res->row_stride();
+    }
+    return p;
+  }
+
   /// A buffer some recorded step may read is about to move: drop every graph, or, while recording, spoil it.
   void moved() {
     if (capturing_) spoiled_ = true;
