@@ -190,25 +190,71 @@ constexpr int kPrepThreads = 256;
 
 template <int KP>
 struct PrepSmem {
-  static constexpr int LDK = KP + 8, LDF = kC + 4;
-  static constexpr size_t q = 0, k = q + size_t(kC) * LDK * 2, L32 = k + size_t(kC) * LDK * 2;
-  static constexpr size_t T32 = L32 + size_t(kC) * LDF * 4, M32 = T32 + size_t(kC) * LDF * 4;
-  static constexpr size_t G = M32 + size_t(3) * 256 * 4;  // doubles
+  static constexpr int LDK = KP + 8, LDF = kC + 4, LDP = kC + 8, LDM = 32 + 4;
+  // q and k rows; once they are read, the same bytes hold P in bf16 and the products of the inverse.
+  static constexpr size_t P = 0, M = size_t(kC) * LDP * 2, qk = std::max(size_t(4) * kC * LDK, M + 32 * LDM * 4);
+  static constexpr size_t q = 0, k = size_t(kC) * LDK * 2, L32 = qk;
+  static constexpr size_t T32 = L32 + size_t(kC) * LDF * 4, G = T32 + size_t(kC) * LDF * 4;  // G: doubles
   static constexpr size_t rq = G + kC * 8, rk = rq + kC * 4, gv = rk + kC * 4, beta = gv + kC * 4;
   static constexpr size_t gam = beta + kC * 4, tail = gam + kC * 4, total = tail + kC * 4;
   static_assert(total <= 227 * 1024, "prep block needs more shared memory than an SM has");
 };
 
+/// float -> tf32 (round to nearest, ties away), as a 32-bit register.
+__device__ __forceinline__ uint32_t to_tf32(float x) {
+  uint32_t r;
+  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
+  return r;
+}
+
+__device__ __forceinline__ void mma_tf32(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/// acc (16×8) += A[0:16, 8·k0 : 8·k1] · B[8·k0 : 8·k1, 0:8] for float32 matrices in shared memory (row-major),
+/// on tensor cores in three tf32 products (hi·lo + lo·hi + hi·hi: float32-level accuracy). Fragments of
+/// m16n8k8.tf32: a0 = A[g][t], a1 = A[g+8][t], a2 = A[g][t+4], a3 = A[g+8][t+4]; b0 = B[t][g], b1 = B[t+4][g].
+__device__ __forceinline__ void mma_f32x3(float (&acc)[4], const float* A, int lda, const float* B, int ldb, int k0,
+                                          int k1) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  for (int kk = k0; kk < k1; ++kk) {
+    const int c = 8 * kk + t;
+    const float a[4] = {A[g * lda + c], A[(g + 8) * lda + c], A[g * lda + c + 4], A[(g + 8) * lda + c + 4]};
+    const float b[2] = {B[c * ldb + g], B[(c + 4) * ldb + g]};
+    uint32_t ah[4], al[4], bh[2], bl[2];
+#pragma unroll
+    for (int x = 0; x < 4; ++x) ah[x] = to_tf32(a[x]), al[x] = to_tf32(a[x] - __uint_as_float(ah[x]));
+#pragma unroll
+    for (int x = 0; x < 2; ++x) bh[x] = to_tf32(b[x]), bl[x] = to_tf32(b[x] - __uint_as_float(bh[x]));
+    mma_tf32(acc, ah, bl[0], bl[1]);
+    mma_tf32(acc, al, bh[0], bh[1]);
+    mma_tf32(acc, ah, bh[0], bh[1]);
+  }
+}
+
+/// Stores a 16×8 accumulator tile at (r0, c0) of a float32 matrix, negated if `neg`.
+__device__ __forceinline__ void store_acc(float* D, int ld, int r0, int c0, const float (&acc)[4], bool neg) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const float s = neg ? -1.0f : 1.0f;
+  *reinterpret_cast<float2*>(D + (r0 + g) * ld + c0 + 2 * t) = make_float2(s * acc[0], s * acc[1]);
+  *reinterpret_cast<float2*>(D + (r0 + g + 8) * ld + c0 + 2 * t) = make_float2(s * acc[2], s * acc[3]);
+}
+
 template <int KP>
 __global__ __launch_bounds__(kPrepThreads) void gdn_chunk_prep_kernel(GdnParams p, GdnChunkWork w, bool vec) {
   using L = PrepSmem<KP>;
-  constexpr int LDK = L::LDK, LDF = L::LDF, KS = KP / 16;
+  constexpr int LDK = L::LDK, LDF = L::LDF, LDP = L::LDP, LDM = L::LDM, KS = KP / 16;
   extern __shared__ __align__(16) unsigned char sm[];
   bf16* qs = reinterpret_cast<bf16*>(sm + L::q);
   bf16* ks = reinterpret_cast<bf16*>(sm + L::k);
+  bf16* Ps = reinterpret_cast<bf16*>(sm + L::P);
+  float* M = reinterpret_cast<float*>(sm + L::M);
   float* L32 = reinterpret_cast<float*>(sm + L::L32);
   float* T32 = reinterpret_cast<float*>(sm + L::T32);
-  float* M32 = reinterpret_cast<float*>(sm + L::M32);
   double* G = reinterpret_cast<double*>(sm + L::G);
   float* rq = reinterpret_cast<float*>(sm + L::rq);
   float* rk = reinterpret_cast<float*>(sm + L::rk);
@@ -223,8 +269,6 @@ __global__ __launch_bounds__(kPrepThreads) void gdn_chunk_prep_kernel(GdnParams 
   const int n = min(kC, int(p.cu_seqlens[seq + 1] - tc));
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tq = lane & 3;
   unsigned char* rec = static_cast<unsigned char*>(w.scratch) + (ci * p.Hv + h) * kRecBytes;
-  bf16* Pg = reinterpret_cast<bf16*>(rec + kRecP);
-  bf16* Tg = reinterpret_cast<bf16*>(rec + kRecT);
   float* scale_g = reinterpret_cast<float*>(rec + kRecScale);
 
   load_rows<KP, kPrepThreads>(qs, LDK, p.q + tc * p.ld_qkv, p.ld_qkv, hk * p.Dk, (hk + 1) * p.Dk, n, vec);
@@ -261,7 +305,8 @@ __global__ __launch_bounds__(kPrepThreads) void gdn_chunk_prep_kernel(GdnParams 
   }
   __syncthreads();
 
-  // Warp 0: G = cumsum(g) in float64, γ, tail. Warps 1-3: raw q·k and k·k of the lower blocks -> T32, L32.
+  // Warp 0 first: G = cumsum(g) in float64, γ, tail. Then every warp: raw q·kᵀ and k·kᵀ of its tiles of the
+  // lower block triangle (m-tile mt, n8-tile nt <= 2mt+1: 20 tiles), kept in registers across the barrier.
   if (warp == 0) {
     const double s0 = gv[2 * lane], s1 = s0 + double(gv[2 * lane + 1]);
     double x = s1;
@@ -283,41 +328,45 @@ __global__ __launch_bounds__(kPrepThreads) void gdn_chunk_prep_kernel(GdnParams 
       tail[i] = expf(float(Gn - G[i]));
     }
     if (lane == 0) *reinterpret_cast<float*>(rec + kRecGn) = expf(float(Gn));
-  } else {
-    // Jobs (m-tile mt, n8-tile nt <= 2mt+1) of the lower block triangle: 2 + 4 + 6 + 8 = 20.
-    for (int jb = warp - 1; jb < 20; jb += kPrepThreads / 32 - 1) {
-      const int mt = jb < 2 ? 0 : jb < 6 ? 1 : jb < 12 ? 2 : 3;
-      const int nt = jb - (mt == 0 ? 0 : mt == 1 ? 2 : mt == 2 ? 6 : 12);
-      float aq[4] = {0, 0, 0, 0}, ak[4] = {0, 0, 0, 0};
+  }
+  constexpr int kJobs = 20, kPerWarp = (kJobs + kPrepThreads / 32 - 1) / (kPrepThreads / 32);
+  float aq[kPerWarp][4], ak[kPerWarp][4];
 #pragma unroll
-      for (int kk = 0; kk < KS; ++kk) {
-        uint32_t fq[4], fk[4], b[2];
-        load_a<Major::Row>(fq, qs, LDK, 16 * mt, 16 * kk);
-        load_a<Major::Row>(fk, ks, LDK, 16 * mt, 16 * kk);
-        load_b1<Major::Col>(b, ks, LDK, 16 * kk, 8 * nt);
-        mma_bf16(aq, fq, b[0], b[1]);
-        mma_bf16(ak, fk, b[0], b[1]);
-      }
-      const int r = 16 * mt + g, cc = 8 * nt + 2 * tq;
-      T32[r * LDF + cc] = aq[0], T32[r * LDF + cc + 1] = aq[1];
-      T32[(r + 8) * LDF + cc] = aq[2], T32[(r + 8) * LDF + cc + 1] = aq[3];
-      L32[r * LDF + cc] = ak[0], L32[r * LDF + cc + 1] = ak[1];
-      L32[(r + 8) * LDF + cc] = ak[2], L32[(r + 8) * LDF + cc + 1] = ak[3];
+  for (int i = 0; i < kPerWarp; ++i) {
+    const int jb = warp + i * (kPrepThreads / 32);
+    aq[i][0] = aq[i][1] = aq[i][2] = aq[i][3] = 0.0f;
+    ak[i][0] = ak[i][1] = ak[i][2] = ak[i][3] = 0.0f;
+    if (jb >= kJobs) continue;
+    const int mt = jb < 2 ? 0 : jb < 6 ? 1 : jb < 12 ? 2 : 3;
+    const int nt = jb - (mt == 0 ? 0 : mt == 1 ? 2 : mt == 2 ? 6 : 12);
+#pragma unroll
+    for (int kk = 0; kk < KS; ++kk) {
+      uint32_t fq[4], fk[4], b[2];
+      load_a<Major::Row>(fq, qs, LDK, 16 * mt, 16 * kk);
+      load_a<Major::Row>(fk, ks, LDK, 16 * mt, 16 * kk);
+      load_b1<Major::Col>(b, ks, LDK, 16 * kk, 8 * nt);
+      mma_bf16(aq[i], fq, b[0], b[1]);
+      mma_bf16(ak[i], fk, b[0], b[1]);
     }
   }
-  __syncthreads();
+  __syncthreads();  // G, γ, tail are ready; q and k are no longer read (P and M reuse them)
 
-  // Decays and norms: P (to the record, zero above the diagonal) and L = β·Kn·Knᵀ ⊙ decay (strictly lower).
+  // Decays and norms: P (bf16, zero above the diagonal) and L = β·Kn·Knᵀ ⊙ decay (float32, strictly lower).
   const float qscale = float(1.0 / sqrt(double(p.Dk)));
-  for (int e = tid; e < kC * kC; e += kPrepThreads) {
-    const int r = e / kC, cc = e % kC;
-    float pv = 0.0f;
-    if ((cc >> 4) <= (r >> 4)) {
+#pragma unroll
+  for (int i = 0; i < kPerWarp; ++i) {
+    const int jb = warp + i * (kPrepThreads / 32);
+    if (jb >= kJobs) continue;
+    const int mt = jb < 2 ? 0 : jb < 6 ? 1 : jb < 12 ? 2 : 3;
+    const int nt = jb - (mt == 0 ? 0 : mt == 1 ? 2 : mt == 2 ? 6 : 12);
+#pragma unroll
+    for (int x = 0; x < 4; ++x) {
+      const int r = 16 * mt + g + (x >> 1) * 8, cc = 8 * nt + 2 * tq + (x & 1);
       const float d = cc <= r ? __expf(float(G[r] - G[cc])) : 0.0f;
-      pv = cc <= r ? T32[r * LDF + cc] * (rq[r] * qscale) * rk[cc] * d : 0.0f;
-      L32[r * LDF + cc] = cc < r ? beta[r] * (L32[r * LDF + cc] * rk[r] * rk[cc] * d) : 0.0f;
+      const float pv = cc <= r ? aq[i][x] * (rq[r] * qscale) * rk[cc] * d : 0.0f;
+      Ps[r * LDP + cc] = to_bf(pv);
+      L32[r * LDF + cc] = cc < r ? beta[r] * (ak[i][x] * rk[r] * rk[cc] * d) : 0.0f;
     }
-    Pg[e] = to_bf(pv);
   }
   if (tid < kC) {
     scale_g[tid] = gam[tid] * rq[tid] * qscale;
@@ -327,7 +376,8 @@ __global__ __launch_bounds__(kPrepThreads) void gdn_chunk_prep_kernel(GdnParams 
   }
   __syncthreads();
 
-  // T = (I + L)⁻¹. Diagonal 16×16 blocks by forward substitution (lane -> block, column).
+  // T = (I + L)⁻¹. Diagonal 16×16 blocks by forward substitution (lane -> block, column), float32. Meanwhile
+  // warps 2-7 write P to the record (16-byte stores, zeros above the diagonal blocks).
   if (warp < 2) {
     const int blk = warp * 2 + (lane >> 4), col = lane & 15, o = 16 * blk;
     float x[16];
@@ -339,67 +389,102 @@ __global__ __launch_bounds__(kPrepThreads) void gdn_chunk_prep_kernel(GdnParams 
       x[i] = sacc;
     }
 #pragma unroll
-    for (int i = 0; i < 16; ++i) {
-      T32[(o + i) * LDF + o + col] = x[i];
-      Tg[(o + i) * kC + o + col] = to_bf(x[i]);
+    for (int i = 0; i < 16; ++i) T32[(o + i) * LDF + o + col] = x[i];
+  } else {
+    uint4* Pg = reinterpret_cast<uint4*>(rec + kRecP);
+    for (int e = tid - 64; e < kC * kC / 8; e += kPrepThreads - 64) {
+      const int r = e >> 3, c8 = (e & 7) * 8;
+      Pg[e] = (c8 >> 4) <= (r >> 4) ? *reinterpret_cast<const uint4*>(Ps + r * LDP + c8) : make_uint4(0, 0, 0, 0);
     }
   }
   __syncthreads();
-  // Off-diagonal blocks by distance dd: T_ij = −T_ii · Σ_{k=j}^{i−1} L_ik T_kj, all threads on each step.
-  for (int dd = 1; dd < 4; ++dd) {
-    const int nb = 4 - dd;
-    for (int e = tid; e < nb * 256; e += kPrepThreads) {
-      const int blk = e >> 8, r = (e >> 4) & 15, cc = e & 15, bi = dd + blk, bj = blk;
-      float m = 0.0f;
-      for (int kb = bj; kb < bi; ++kb) {
-#pragma unroll
-        for (int q = 0; q < 16; ++q)
-          m += L32[(16 * bi + r) * LDF + 16 * kb + q] * T32[(16 * kb + q) * LDF + 16 * bj + cc];
-      }
-      M32[e] = m;
+  // Blocks below the diagonal: [A 0; C B]⁻¹ = [A⁻¹ 0; −B⁻¹·C·A⁻¹ B⁻¹], first for the two 32×32 diagonal blocks
+  // (16×16 pieces), then for the whole (32×32 pieces). Products on tensor cores in float32-level tf32 (mma_f32x3).
+  if (warp < 4) {  // T10 and T32: (block pair b, column half hh)
+    const int b = warp >> 1, hh = warp & 1, i0 = 32 * b + 16, j0 = 32 * b;
+    float* Mw = M + warp * 16 * 8;  // this warp's 16×8 piece of L_ij·T_jj, row stride 8
+    float acc[4] = {0.f, 0.f, 0.f, 0.f};
+    mma_f32x3(acc, L32 + i0 * LDF + j0, LDF, T32 + j0 * LDF + j0 + 8 * hh, LDF, 0, 2);
+    store_acc(Mw, 8, 0, 0, acc, false);
+    __syncwarp();
+    float acc2[4] = {0.f, 0.f, 0.f, 0.f};
+    mma_f32x3(acc2, T32 + i0 * LDF + i0, LDF, Mw, 8, 0, 2);
+    store_acc(T32, LDF, i0, j0 + 8 * hh, acc2, true);
+  }
+  __syncthreads();
+  {  // M = C·A⁻¹ (C = L[32:64, 0:32]; A⁻¹ = T[0:32, 0:32] is zero above its diagonal blocks): 8 tiles of 16×8.
+    const int mt = warp >> 2, nt = warp & 3;
+    float acc[4] = {0.f, 0.f, 0.f, 0.f};
+    mma_f32x3(acc, L32 + (32 + 16 * mt) * LDF, LDF, T32 + 8 * nt, LDF, (nt >> 1) * 2, 4);
+    store_acc(M, LDM, 16 * mt, 8 * nt, acc, false);
+  }
+  __syncthreads();
+  {  // T[32:64, 0:32] = −B⁻¹·M (B⁻¹ = T[32:64, 32:64], zero above its diagonal blocks).
+    const int mt = warp >> 2, nt = warp & 3;
+    float acc[4] = {0.f, 0.f, 0.f, 0.f};
+    mma_f32x3(acc, T32 + (32 + 16 * mt) * LDF + 32, LDF, M + 8 * nt, LDM, 0, 2 * (mt + 1));
+    store_acc(T32, LDF, 32 + 16 * mt, 8 * nt, acc, true);
+  }
+  __syncthreads();
+  // T to the record in bf16 (16-byte stores, zeros above the diagonal blocks).
+  uint4* Tg = reinterpret_cast<uint4*>(rec + kRecT);
+  for (int e = tid; e < kC * kC / 8; e += kPrepThreads) {
+    const int r = e >> 3, c8 = (e & 7) * 8;
+    uint4 v = make_uint4(0, 0, 0, 0);
+    if ((c8 >> 4) <= (r >> 4)) {
+      const float4 a = *reinterpret_cast<const float4*>(T32 + r * LDF + c8);
+      const float4 b = *reinterpret_cast<const float4*>(T32 + r * LDF + c8 + 4);
+      v = make_uint4(pack_bf16(a.x, a.y), pack_bf16(a.z, a.w), pack_bf16(b.x, b.y), pack_bf16(b.z, b.w));
     }
-    __syncthreads();
-    for (int e = tid; e < nb * 256; e += kPrepThreads) {
-      const int blk = e >> 8, r = (e >> 4) & 15, cc = e & 15, bi = dd + blk, bj = blk;
-      float m = 0.0f;
-#pragma unroll
-      for (int q = 0; q < 16; ++q) m += T32[(16 * bi + r) * LDF + 16 * bi + q] * M32[(blk << 8) + (q << 4) + cc];
-      T32[(16 * bi + r) * LDF + 16 * bj + cc] = -m;
-      Tg[(16 * bi + r) * kC + 16 * bj + cc] = to_bf(-m);
-    }
-    __syncthreads();
+    Tg[e] = v;
   }
 }
 
 // ---- state pass: one block per (sequence, value head, value slice), chunks in order ---------------------------
+//
+// 16 warps. Each chunk runs in three phases between barriers (a warp's jobs are fixed for the whole sequence):
+//   1. [K; Q]·S: 8 row tiles × 2 column halves, one job per warp. Warps 0-7 (the K rows) turn theirs into
+//      R = β ⊙ (V − γ·rk ⊙ K·S) in shared memory; warps 8-15 keep γ·rq/sqrt(Dk) ⊙ Q·S in registers.
+//   2. Ũ = T·R: 4 row tiles × 2 halves on warps 0-7 (T lower triangular: k-steps 0..mt).
+//   3. O = (scaled Q·S) + P·Ũ on warps 8-15, stored; S ← γ_n·S + Kᵀ·(tail·rk ⊙ Ũ): the state slice lives in
+//      the registers of the warps that update it (2·KP/16 jobs of 16 rows × half the columns, dealt to warps
+//      0-7, then 12-15, 8-11, in rounds), and its bf16 copy goes to shared memory as the next chunk's operand.
+// Every output element sums the same products in the same order as a single warp would: the bits do not depend
+// on BV or on how the jobs are dealt.
 
-constexpr int kStateThreads = 256;
+constexpr int kStateWarps = 16, kStateThreads = 32 * kStateWarps;
 
 template <int KP, int BV, int STAGES>
 struct StateSmem {
-  static constexpr int LDK = KP + 8, LDV = BV + 8, LDC = kC + 8, LDS = BV + 4;
+  static constexpr int LDK = KP + 8, LDV = BV + 8, LDC = kC + 8;
   // One stage: q, k rows, the value slice, P, T, the row scales and γ_n.
   static constexpr size_t sq = 0, sk = sq + size_t(kC) * LDK * 2, sv = sk + size_t(kC) * LDK * 2;
   static constexpr size_t sP = sv + size_t(kC) * LDV * 2, sT = sP + size_t(kC) * LDC * 2;
   static constexpr size_t sScale = sT + size_t(kC) * LDC * 2, stage = sScale + 4 * kC * 4 + 16;
   static constexpr size_t R = STAGES * stage, U = R + size_t(kC) * LDV * 2, Ut = U + size_t(kC) * LDV * 2;
-  static constexpr size_t S32 = Ut + size_t(kC) * LDV * 2, Sbf = S32 + size_t(KP) * LDS * 4;
-  static constexpr size_t total = Sbf + 2 * size_t(KP) * LDV * 2;
+  static constexpr size_t Sbf = Ut + size_t(kC) * LDV * 2, total = Sbf + size_t(KP) * LDV * 2;
   static_assert(stage % 16 == 0, "stage alignment");
   static_assert(total <= 227 * 1024, "state block needs more shared memory than an SM has");
 };
 
+/// Warp that holds state job j (rounds of 16: warps 0-7 first, they have no output product; then 12-15, 8-11).
+__device__ __forceinline__ int state_job_warp(int j) {
+  const int w = j & 15;
+  return w < 8 ? w : w < 12 ? w + 4 : w - 4;
+}
+
 template <int KP, int BV, int STAGES>
-__global__ __launch_bounds__(kStateThreads, 1) void gdn_chunk_state_kernel(GdnParams p, GdnChunkWork w, bool vec) {
+__global__ __launch_bounds__(kStateThreads, 1) void gdn_chunk_state_kernel(GdnParams p, GdnChunkWork w, bool vec,
+                                                                          bool vec_out) {
   using L = StateSmem<KP, BV, STAGES>;
-  constexpr int LDK = L::LDK, LDV = L::LDV, LDC = L::LDC, LDS = L::LDS;
-  constexpr int KS = KP / 16, NTH = BV / 16;
+  constexpr int LDK = L::LDK, LDV = L::LDV, LDC = L::LDC;
+  constexpr int KS = KP / 16, HB = BV / 2, NTH = HB / 8;
+  constexpr int SJOBS = 2 * KS, SJ = (SJOBS + kStateWarps - 1) / kStateWarps;  // state jobs; per warp at most
   extern __shared__ __align__(16) unsigned char sm[];
   bf16* Rm = reinterpret_cast<bf16*>(sm + L::R);
   bf16* Um = reinterpret_cast<bf16*>(sm + L::U);
   bf16* Ut = reinterpret_cast<bf16*>(sm + L::Ut);
-  float* S32 = reinterpret_cast<float*>(sm + L::S32);
-  bf16* Sbf0 = reinterpret_cast<bf16*>(sm + L::Sbf);
+  bf16* Sbf = reinterpret_cast<bf16*>(sm + L::Sbf);
 
   const int i_seq = blockIdx.z, seq = p.seqs[i_seq];
   const int64_t h = blockIdx.y, hk = h / (p.Hv / p.Hk), j0 = int64_t(blockIdx.x) * BV;
@@ -410,12 +495,31 @@ __global__ __launch_bounds__(kStateThreads, 1) void gdn_chunk_state_kernel(GdnPa
   const int Dk = int(p.Dk);
   float* state = p.state + (int64_t(p.state_slots[seq]) * p.Hv + h) * p.Dk * p.Dv;
 
-  for (int e = tid; e < KP * BV; e += kStateThreads) {
-    const int r = e / BV, cc = e % BV;
-    const float v = (r < Dk && j0 + cc < p.Dv) ? state[int64_t(r) * p.Dv + j0 + cc] : 0.0f;
-    S32[r * LDS + cc] = v;
-    Sbf0[r * LDV + cc] = to_bf(v);
+  // This warp's state jobs: job j covers rows 16·(j/2) + [0, 16) and columns (j%2)·HB + [0, HB) of the slice.
+  int my_job[SJ];
+  float S[SJ][NTH][4];
+#pragma unroll
+  for (int i = 0; i < SJ; ++i) {
+    my_job[i] = -1;
+    for (int j = i * kStateWarps; j < min(SJOBS, (i + 1) * kStateWarps); ++j)
+      if (state_job_warp(j) == warp) my_job[i] = j;
+    const int j = my_job[i], q0 = 16 * (j >> 1) + g, sn0 = (j & 1) * HB;
+#pragma unroll
+    for (int n = 0; n < NTH; ++n) {
+      const int cc = sn0 + 8 * n + 2 * tq;
+#pragma unroll
+      for (int x = 0; x < 4; ++x) {
+        const int r = q0 + (x >> 1) * 8, col = cc + (x & 1);
+        S[i][n][x] = (j >= 0 && r < Dk && j0 + col < p.Dv) ? state[int64_t(r) * p.Dv + j0 + col] : 0.0f;
+      }
+      if (j >= 0) {
+        *reinterpret_cast<__nv_bfloat162*>(Sbf + q0 * LDV + cc) = __floats2bfloat162_rn(S[i][n][0], S[i][n][1]);
+        *reinterpret_cast<__nv_bfloat162*>(Sbf + (q0 + 8) * LDV + cc) =
+            __floats2bfloat162_rn(S[i][n][2], S[i][n][3]);
+      }
+    }
   }
+
   // Loads chunk c into stage st: q, k, v rows and the chunk's record.
   auto fetch = [&](int c, int st) {
     unsigned char* base = sm + size_t(st) * L::stage;
@@ -430,17 +534,18 @@ __global__ __launch_bounds__(kStateThreads, 1) void gdn_chunk_state_kernel(GdnPa
     const unsigned char* rec =
         static_cast<const unsigned char*>(w.scratch) + (int64_t(c_first + c) * p.Hv + h) * kRecBytes;
     for (int e = tid; e < 2 * kC * 8; e += kStateThreads) {  // P and T rows: 8 groups of 16 bytes each
-      const int which = e / (kC * 8), r = (e / 8) % kC, c16 = e % 8;
+      const int which = e >> 9, r = (e >> 3) & (kC - 1), c16 = e & 7;
       cp_async16(base + (which ? L::sT : L::sP) + size_t(r) * LDC * 2 + c16 * 16,
                  rec + (which ? kRecT : kRecP) + r * 128 + c16 * 16);
     }
-    for (int e = tid; e < 4 * kC / 4 + 1; e += kStateThreads)  // the row scales, then γ_n
-      cp_async16(base + L::sScale + e * 16, rec + kRecScale + e * 16);
+    if (tid < 4 * kC / 4 + 1) cp_async16(base + L::sScale + tid * 16, rec + kRecScale + tid * 16);  // + γ_n
     cp_async_commit();
   };
   if (STAGES == 2) fetch(0, 0);
 
-  int sb = 0;  // which Sbf buffer holds the current state
+  // Phase 1 and 2 job of this warp: row tile mrow of [K; Q] (0-3: K, 4-7: Q), columns n0 of the slice.
+  const int mrow = warp >> 1, n0 = (warp & 1) * HB, mt = mrow & 3;
+  const int r0 = 16 * mt + g, r1 = r0 + 8;  // this thread's accumulator rows in phases 1-3
   for (int c = 0; c < nc; ++c) {
     const int st = STAGES == 2 ? (c & 1) : 0;
     if (STAGES == 1) {
@@ -448,7 +553,7 @@ __global__ __launch_bounds__(kStateThreads, 1) void gdn_chunk_state_kernel(GdnPa
       fetch(c, 0);
     }
     cp_async_wait_all();
-    __syncthreads();
+    __syncthreads();  // the stage has landed; the previous chunk's state copy is written
     if (STAGES == 2 && c + 1 < nc) fetch(c + 1, st ^ 1);  // that stage was last read in chunk c - 1
 
     const unsigned char* base = sm + size_t(st) * L::stage;
@@ -462,18 +567,14 @@ __global__ __launch_bounds__(kStateThreads, 1) void gdn_chunk_state_kernel(GdnPa
     const float* u_scale = o_scale + 2 * kC;
     const float* beta = o_scale + 3 * kC;
     const float gn = o_scale[4 * kC];
-    const bf16* Sc = Sbf0 + sb * KP * LDV;
-    bf16* Sn = Sbf0 + (sb ^ 1) * KP * LDV;
     const int64_t tc = t0 + int64_t(c) * kC;
     const int n = min(kC, int(t1 - tc));
-    const int mt = warp & 3, n0 = (warp >> 2) * (BV / 2);
-    // Each thread's accumulator elements sit on rows r0 = 16mt + g and r0 + 8, in column pairs (c, c + 1).
-    const int r0 = 16 * mt + g, r1 = r0 + 8;
-    // R = β ⊙ (V − γ·rk ⊙ (K·S))
-    {
-      float acc[NTH][4];
-      zero_acc(acc);
-      warp_mma<NTH, Major::Row, Major::Row>(acc, ks, LDK, Sc, LDV, 16 * mt, n0, 0, KS);
+
+    // Phase 1: [K; Q]·S.
+    float qacc[NTH][4];
+    zero_acc(qacc);
+    warp_mma<NTH, Major::Row, Major::Row>(qacc, mrow < 4 ? ks : qs, LDK, Sbf, LDV, 16 * mt, n0, 0, KS);
+    if (mrow < 4) {  // R = β ⊙ (V − γ·rk ⊙ (K·S))
       const float b0 = beta[r0], b1 = beta[r1], s0 = r_scale[r0], s1 = r_scale[r1];
 #pragma unroll
       for (int j = 0; j < NTH; ++j) {
@@ -481,14 +582,20 @@ __global__ __launch_bounds__(kStateThreads, 1) void gdn_chunk_state_kernel(GdnPa
         const float2 v0 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(vs + r0 * LDV + cc));
         const float2 v1 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(vs + r1 * LDV + cc));
         *reinterpret_cast<__nv_bfloat162*>(Rm + r0 * LDV + cc) =
-            __floats2bfloat162_rn(b0 * (v0.x - s0 * acc[j][0]), b0 * (v0.y - s0 * acc[j][1]));
+            __floats2bfloat162_rn(b0 * (v0.x - s0 * qacc[j][0]), b0 * (v0.y - s0 * qacc[j][1]));
         *reinterpret_cast<__nv_bfloat162*>(Rm + r1 * LDV + cc) =
-            __floats2bfloat162_rn(b1 * (v1.x - s1 * acc[j][2]), b1 * (v1.y - s1 * acc[j][3]));
+            __floats2bfloat162_rn(b1 * (v1.x - s1 * qacc[j][2]), b1 * (v1.y - s1 * qacc[j][3]));
+      }
+    } else {  // γ·rq/sqrt(Dk) ⊙ (Q·S), kept for phase 3
+      const float o0 = o_scale[r0], o1 = o_scale[r1];
+#pragma unroll
+      for (int j = 0; j < NTH; ++j) {
+        qacc[j][0] *= o0, qacc[j][1] *= o0, qacc[j][2] *= o1, qacc[j][3] *= o1;
       }
     }
     __syncthreads();
-    // Ũ = T·R (T lower triangular: k-steps 0..mt)
-    {
+    // Phase 2: Ũ = T·R.
+    if (mrow < 4) {
       float acc[NTH][4];
       zero_acc(acc);
       warp_mma<NTH, Major::Row, Major::Row>(acc, Ts, LDC, Rm, LDV, 16 * mt, n0, 0, mt + 1);
@@ -505,56 +612,57 @@ __global__ __launch_bounds__(kStateThreads, 1) void gdn_chunk_state_kernel(GdnPa
       }
     }
     __syncthreads();
-    // O = γ·rq/sqrt(Dk) ⊙ (Q·S) + P·Ũ
-    {
-      float acc[NTH][4];
-      zero_acc(acc);
-      warp_mma<NTH, Major::Row, Major::Row>(acc, qs, LDK, Sc, LDV, 16 * mt, n0, 0, KS);
-      const float o0 = o_scale[r0], o1 = o_scale[r1];
-#pragma unroll
-      for (int j = 0; j < NTH; ++j) {
-        acc[j][0] *= o0, acc[j][1] *= o0, acc[j][2] *= o1, acc[j][3] *= o1;
-      }
-      warp_mma<NTH, Major::Row, Major::Row>(acc, Ps, LDC, Um, LDV, 16 * mt, n0, 0, mt + 1);
+    // Phase 3: O = (scaled Q·S) + P·Ũ ...
+    if (mrow >= 4) {
+      warp_mma<NTH, Major::Row, Major::Row>(qacc, Ps, LDC, Um, LDV, 16 * mt, n0, 0, mt + 1);
       bf16* out0 = p.out + (tc + r0) * p.ld_out + h * p.Dv;
       bf16* out1 = p.out + (tc + r1) * p.ld_out + h * p.Dv;
 #pragma unroll
       for (int j = 0; j < NTH; ++j) {
         const int64_t col = j0 + n0 + 8 * j + 2 * tq;  // even, and Dv is a multiple of 4: col + 1 < Dv too
         if (col < p.Dv) {
-          if (r0 < n) out0[col] = to_bf(acc[j][0]), out0[col + 1] = to_bf(acc[j][1]);
-          if (r1 < n) out1[col] = to_bf(acc[j][2]), out1[col + 1] = to_bf(acc[j][3]);
+          if (vec_out) {
+            if (r0 < n) *reinterpret_cast<__nv_bfloat162*>(out0 + col) = __floats2bfloat162_rn(qacc[j][0], qacc[j][1]);
+            if (r1 < n) *reinterpret_cast<__nv_bfloat162*>(out1 + col) = __floats2bfloat162_rn(qacc[j][2], qacc[j][3]);
+          } else {
+            if (r0 < n) out0[col] = to_bf(qacc[j][0]), out0[col + 1] = to_bf(qacc[j][1]);
+            if (r1 < n) out1[col] = to_bf(qacc[j][2]), out1[col + 1] = to_bf(qacc[j][3]);
+          }
         }
       }
     }
-    // S ← γ_n·S + Kᵀ·(tail·rk ⊙ Ũ), into the other bf16 copy (the one above is still being read).
-    for (int jb = warp; jb < 2 * KS; jb += kStateThreads / 32) {
-      const int smt = jb >> 1, sn0 = (jb & 1) * (BV / 2), q0 = 16 * smt + g, q1 = q0 + 8;
-      float acc[NTH][4];
+    // ... and S ← γ_n·S + Kᵀ·(tail·rk ⊙ Ũ); its bf16 copy is read after the next chunk's first barrier.
 #pragma unroll
-      for (int j = 0; j < NTH; ++j) {
-        const int cc = sn0 + 8 * j + 2 * tq;
-        const float2 a0 = *reinterpret_cast<const float2*>(S32 + q0 * LDS + cc);
-        const float2 a1 = *reinterpret_cast<const float2*>(S32 + q1 * LDS + cc);
-        acc[j][0] = gn * a0.x, acc[j][1] = gn * a0.y, acc[j][2] = gn * a1.x, acc[j][3] = gn * a1.y;
-      }
-      warp_mma<NTH, Major::Col, Major::Row>(acc, ks, LDK, Ut, LDV, 16 * smt, sn0, 0, kC / 16);
+    for (int i = 0; i < SJ; ++i) {
+      const int j = my_job[i];
+      if (j < 0) continue;
+      const int smt = j >> 1, sn0 = (j & 1) * HB, q0 = 16 * smt + g;
 #pragma unroll
-      for (int j = 0; j < NTH; ++j) {
-        const int cc = sn0 + 8 * j + 2 * tq;
-        *reinterpret_cast<float2*>(S32 + q0 * LDS + cc) = make_float2(acc[j][0], acc[j][1]);
-        *reinterpret_cast<float2*>(S32 + q1 * LDS + cc) = make_float2(acc[j][2], acc[j][3]);
-        *reinterpret_cast<__nv_bfloat162*>(Sn + q0 * LDV + cc) = __floats2bfloat162_rn(acc[j][0], acc[j][1]);
-        *reinterpret_cast<__nv_bfloat162*>(Sn + q1 * LDV + cc) = __floats2bfloat162_rn(acc[j][2], acc[j][3]);
+      for (int nn = 0; nn < NTH; ++nn)
+#pragma unroll
+        for (int x = 0; x < 4; ++x) S[i][nn][x] *= gn;
+      warp_mma<NTH, Major::Col, Major::Row>(S[i], ks, LDK, Ut, LDV, 16 * smt, sn0, 0, kC / 16);
+#pragma unroll
+      for (int nn = 0; nn < NTH; ++nn) {
+        const int cc = sn0 + 8 * nn + 2 * tq;
+        *reinterpret_cast<__nv_bfloat162*>(Sbf + q0 * LDV + cc) = __floats2bfloat162_rn(S[i][nn][0], S[i][nn][1]);
+        *reinterpret_cast<__nv_bfloat162*>(Sbf + (q0 + 8) * LDV + cc) =
+            __floats2bfloat162_rn(S[i][nn][2], S[i][nn][3]);
       }
     }
-    sb ^= 1;
-    // The next chunk's first barrier orders these writes before their readers.
   }
-  __syncthreads();
-  for (int e = tid; e < KP * BV; e += kStateThreads) {
-    const int r = e / BV, cc = e % BV;
-    if (r < Dk && j0 + cc < p.Dv) state[int64_t(r) * p.Dv + j0 + cc] = S32[r * LDS + cc];
+#pragma unroll
+  for (int i = 0; i < SJ; ++i) {
+    const int j = my_job[i];
+    if (j < 0) continue;
+    const int q0 = 16 * (j >> 1) + g, sn0 = (j & 1) * HB;
+#pragma unroll
+    for (int nn = 0; nn < NTH; ++nn)
+#pragma unroll
+      for (int x = 0; x < 4; ++x) {
+        const int r = q0 + (x >> 1) * 8, col = sn0 + 8 * nn + 2 * tq + (x & 1);
+        if (r < Dk && j0 + col < p.Dv) state[int64_t(r) * p.Dv + j0 + col] = S[i][nn][x];
+      }
   }
 }
 
@@ -581,7 +689,8 @@ void launch_chunked(const GdnParams& p, const GdnChunkWork& w, bool vec, int pha
   }
   if (phases & kState) {
     const dim3 grid(unsigned((p.Dv + BV - 1) / BV), unsigned(p.Hv), unsigned(p.n));
-    gdn_chunk_state_kernel<KP, BV, STAGES><<<grid, kStateThreads, state_smem, stream>>>(p, w, vec);
+    const bool vec_out = p.ld_out % 2 == 0 && (reinterpret_cast<uintptr_t>(p.out) & 3) == 0;
+    gdn_chunk_state_kernel<KP, BV, STAGES><<<grid, kStateThreads, state_smem, stream>>>(p, w, vec, vec_out);
     CUDA_CHECK_LAUNCH("gdn_chunked (state)");
   }
 }
