@@ -179,6 +179,25 @@ __device__ __forceinline__ void warp_mma(float (&acc)[NT][4], const bf16* A, int
   }
 }
 
+/// acc0 += A0[m0:m0+16, k]·B[k, n0 : n0 + 8·NT] and acc1 += A1[m1:m1+16, k]·B[..] for k-steps [k_begin, k_end):
+/// each B fragment read from shared memory feeds both products. Each output element sums its products in the same
+/// order as warp_mma.
+template <int NT, Major AM, Major BM>
+__device__ __forceinline__ void warp_mma_pair(float (&acc0)[NT][4], float (&acc1)[NT][4], const bf16* A0, const bf16* A1,
+                                              int lda, int m0, int m1, const bf16* B, int ldb, int n0, int k_begin,
+                                              int k_end) {
+#pragma unroll
+  for (int ks = k_begin; ks < k_end; ++ks) {
+    Frags<NT> f;
+    uint32_t a1[4];
+    load_frags<NT, AM, BM>(f, A0, lda, B, ldb, m0, n0, ks * 16);
+    load_a<AM>(a1, A1, lda, m1, ks * 16);
+    mma_frags(acc0, f);
+#pragma unroll
+    for (int j = 0; j < NT; ++j) mma_bf16(acc1[j], a1, f.b[j][0], f.b[j][1]);
+  }
+}
+
 template <int NT>
 __device__ __forceinline__ void zero_acc(float (&acc)[NT][4]) {
 #pragma unroll

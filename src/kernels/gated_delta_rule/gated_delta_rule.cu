@@ -19,6 +19,7 @@
 // sequence (at multiples of 64).
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "core/check.h"
 #include "kernels/cuda/cuda_check.h"
@@ -163,15 +164,15 @@ constexpr int kC = 64;  // chunk length
 //   P [64][64] bf16, T [64][64] bf16, row scales [4][64] float (o: γ·rq/sqrt(Dk), r: γ·rk, u: tail·rk, β), γ_n.
 constexpr size_t kRecP = 0, kRecT = 8192, kRecScale = 16384, kRecGn = 17408, kRecBytes = 17664;
 
-/// Copies rows [0, n) of a [64][width] bf16 block (source rows `ld_src` apart, columns [col0, col0 + width) of
+/// Copies rows [0, n) of a [64][width] bf16 block (thread t of THREADS) (source rows `ld_src` apart, columns [col0, col0 + width) of
 /// which those below `lim` exist) into shared memory rows `ld_dst` apart; zeros elsewhere. vec: 16-byte cp.async
 /// wherever a whole group of 8 is in range.
 template <int WIDTH, int THREADS>
 __device__ __forceinline__ void load_rows(bf16* dst, int ld_dst, const bf16* src, int64_t ld_src, int64_t col0,
-                                          int64_t lim, int n, bool vec) {
+                                          int64_t lim, int n, bool vec, int t = threadIdx.x) {
   constexpr int G = WIDTH / 8;
   const bf16 zero = to_bf(0.0f);
-  for (int e = threadIdx.x; e < kC * G; e += THREADS) {
+  for (int e = t; e < kC * G; e += THREADS) {
     const int i = e / G, c = (e % G) * 8;
     const bf16* s = src + i * ld_src + col0 + c;
     bf16* d = dst + i * ld_dst + c;
@@ -193,8 +194,9 @@ struct PrepSmem {
   static constexpr int LDK = KP + 8, LDF = kC + 4, LDP = kC + 8, LDM = 32 + 4;
   // q and k rows; once they are read, the same bytes hold P in bf16 and the products of the inverse.
   static constexpr size_t P = 0, M = size_t(kC) * LDP * 2, qk = std::max(size_t(4) * kC * LDK, M + 32 * LDM * 4);
-  static constexpr size_t q = 0, k = size_t(kC) * LDK * 2, L32 = qk;
-  static constexpr size_t T32 = L32 + size_t(kC) * LDF * 4, G = T32 + size_t(kC) * LDF * 4;  // G: doubles
+  // F: L in float32, overwritten block by block with T = (I + L)⁻¹ as the inverse proceeds.
+  static constexpr size_t q = 0, k = size_t(kC) * LDK * 2, F = qk;
+  static constexpr size_t G = F + size_t(kC) * LDF * 4;  // doubles
   static constexpr size_t rq = G + kC * 8, rk = rq + kC * 4, gv = rk + kC * 4, beta = gv + kC * 4;
   static constexpr size_t gam = beta + kC * 4, tail = gam + kC * 4, total = tail + kC * 4;
   static_assert(total <= 227 * 1024, "prep block needs more shared memory than an SM has");
@@ -253,8 +255,7 @@ __global__ __launch_bounds__(kPrepThreads) void gdn_chunk_prep_kernel(GdnParams 
   bf16* ks = reinterpret_cast<bf16*>(sm + L::k);
   bf16* Ps = reinterpret_cast<bf16*>(sm + L::P);
   float* M = reinterpret_cast<float*>(sm + L::M);
-  float* L32 = reinterpret_cast<float*>(sm + L::L32);
-  float* T32 = reinterpret_cast<float*>(sm + L::T32);
+  float* F = reinterpret_cast<float*>(sm + L::F);
   double* G = reinterpret_cast<double*>(sm + L::G);
   float* rq = reinterpret_cast<float*>(sm + L::rq);
   float* rk = reinterpret_cast<float*>(sm + L::rk);
@@ -365,7 +366,7 @@ __global__ __launch_bounds__(kPrepThreads) void gdn_chunk_prep_kernel(GdnParams 
       const float d = cc <= r ? __expf(float(G[r] - G[cc])) : 0.0f;
       const float pv = cc <= r ? aq[i][x] * (rq[r] * qscale) * rk[cc] * d : 0.0f;
       Ps[r * LDP + cc] = to_bf(pv);
-      L32[r * LDF + cc] = cc < r ? beta[r] * (ak[i][x] * rk[r] * rk[cc] * d) : 0.0f;
+      F[r * LDF + cc] = cc < r ? beta[r] * (ak[i][x] * rk[r] * rk[cc] * d) : 0.0f;
     }
   }
   if (tid < kC) {
@@ -385,11 +386,12 @@ __global__ __launch_bounds__(kPrepThreads) void gdn_chunk_prep_kernel(GdnParams 
     for (int i = 0; i < 16; ++i) {
       float sacc = i == col ? 1.0f : 0.0f;
 #pragma unroll
-      for (int j = 0; j < i; ++j) sacc -= L32[(o + i) * LDF + o + j] * x[j];
+      for (int j = 0; j < i; ++j) sacc -= F[(o + i) * LDF + o + j] * x[j];
       x[i] = sacc;
     }
+    __syncwarp();  // the block's L is read: T_ii replaces it
 #pragma unroll
-    for (int i = 0; i < 16; ++i) T32[(o + i) * LDF + o + col] = x[i];
+    for (int i = 0; i < 16; ++i) F[(o + i) * LDF + o + col] = x[i];
   } else {
     uint4* Pg = reinterpret_cast<uint4*>(rec + kRecP);
     for (int e = tid - 64; e < kC * kC / 8; e += kPrepThreads - 64) {
@@ -400,30 +402,31 @@ __global__ __launch_bounds__(kPrepThreads) void gdn_chunk_prep_kernel(GdnParams 
   __syncthreads();
   // Blocks below the diagonal: [A 0; C B]⁻¹ = [A⁻¹ 0; −B⁻¹·C·A⁻¹ B⁻¹], first for the two 32×32 diagonal blocks
   // (16×16 pieces), then for the whole (32×32 pieces). Products on tensor cores in float32-level tf32 (mma_f32x3).
-  if (warp < 4) {  // T10 and T32: (block pair b, column half hh)
-    const int b = warp >> 1, hh = warp & 1, i0 = 32 * b + 16, j0 = 32 * b;
+  float acc2[4] = {0.f, 0.f, 0.f, 0.f};
+  const int b2 = warp >> 1, hh = warp & 1, i2 = 32 * b2 + 16, j2 = 32 * b2;
+  if (warp < 4) {  // T_10 and T_32: (block pair b2, column half hh)
     float* Mw = M + warp * 16 * 8;  // this warp's 16×8 piece of L_ij·T_jj, row stride 8
     float acc[4] = {0.f, 0.f, 0.f, 0.f};
-    mma_f32x3(acc, L32 + i0 * LDF + j0, LDF, T32 + j0 * LDF + j0 + 8 * hh, LDF, 0, 2);
+    mma_f32x3(acc, F + i2 * LDF + j2, LDF, F + j2 * LDF + j2 + 8 * hh, LDF, 0, 2);
     store_acc(Mw, 8, 0, 0, acc, false);
     __syncwarp();
-    float acc2[4] = {0.f, 0.f, 0.f, 0.f};
-    mma_f32x3(acc2, T32 + i0 * LDF + i0, LDF, Mw, 8, 0, 2);
-    store_acc(T32, LDF, i0, j0 + 8 * hh, acc2, true);
+    mma_f32x3(acc2, F + i2 * LDF + i2, LDF, Mw, 8, 0, 2);
   }
+  __syncthreads();  // L_10 and L_32 are read: T_10 and T_32 replace them
+  if (warp < 4) store_acc(F, LDF, i2, j2 + 8 * hh, acc2, true);
   __syncthreads();
   {  // M = C·A⁻¹ (C = L[32:64, 0:32]; A⁻¹ = T[0:32, 0:32] is zero above its diagonal blocks): 8 tiles of 16×8.
     const int mt = warp >> 2, nt = warp & 3;
     float acc[4] = {0.f, 0.f, 0.f, 0.f};
-    mma_f32x3(acc, L32 + (32 + 16 * mt) * LDF, LDF, T32 + 8 * nt, LDF, (nt >> 1) * 2, 4);
+    mma_f32x3(acc, F + (32 + 16 * mt) * LDF, LDF, F + 8 * nt, LDF, (nt >> 1) * 2, 4);
     store_acc(M, LDM, 16 * mt, 8 * nt, acc, false);
   }
   __syncthreads();
-  {  // T[32:64, 0:32] = −B⁻¹·M (B⁻¹ = T[32:64, 32:64], zero above its diagonal blocks).
+  {  // T[32:64, 0:32] = −B⁻¹·M (B⁻¹ = T[32:64, 32:64], zero above its diagonal blocks), over C.
     const int mt = warp >> 2, nt = warp & 3;
     float acc[4] = {0.f, 0.f, 0.f, 0.f};
-    mma_f32x3(acc, T32 + (32 + 16 * mt) * LDF + 32, LDF, M + 8 * nt, LDM, 0, 2 * (mt + 1));
-    store_acc(T32, LDF, 32 + 16 * mt, 8 * nt, acc, true);
+    mma_f32x3(acc, F + (32 + 16 * mt) * LDF + 32, LDF, M + 8 * nt, LDM, 0, 2 * (mt + 1));
+    store_acc(F, LDF, 32 + 16 * mt, 8 * nt, acc, true);
   }
   __syncthreads();
   // T to the record in bf16 (16-byte stores, zeros above the diagonal blocks).
@@ -432,8 +435,8 @@ __global__ __launch_bounds__(kPrepThreads) void gdn_chunk_prep_kernel(GdnParams 
     const int r = e >> 3, c8 = (e & 7) * 8;
     uint4 v = make_uint4(0, 0, 0, 0);
     if ((c8 >> 4) <= (r >> 4)) {
-      const float4 a = *reinterpret_cast<const float4*>(T32 + r * LDF + c8);
-      const float4 b = *reinterpret_cast<const float4*>(T32 + r * LDF + c8 + 4);
+      const float4 a = *reinterpret_cast<const float4*>(F + r * LDF + c8);
+      const float4 b = *reinterpret_cast<const float4*>(F + r * LDF + c8 + 4);
       v = make_uint4(pack_bf16(a.x, a.y), pack_bf16(a.z, a.w), pack_bf16(b.x, b.y), pack_bf16(b.z, b.w));
     }
     Tg[e] = v;
@@ -442,15 +445,17 @@ __global__ __launch_bounds__(kPrepThreads) void gdn_chunk_prep_kernel(GdnParams 
 
 // ---- state pass: one block per (sequence, value head, value slice), chunks in order ---------------------------
 //
-// 16 warps. Each chunk runs in three phases between barriers (a warp's jobs are fixed for the whole sequence):
-//   1. [K; Q]·S: 8 row tiles × 2 column halves, one job per warp. Warps 0-7 (the K rows) turn theirs into
-//      R = β ⊙ (V − γ·rk ⊙ K·S) in shared memory; warps 8-15 keep γ·rq/sqrt(Dk) ⊙ Q·S in registers.
-//   2. Ũ = T·R: 4 row tiles × 2 halves on warps 0-7 (T lower triangular: k-steps 0..mt).
-//   3. O = (scaled Q·S) + P·Ũ on warps 8-15, stored; S ← γ_n·S + Kᵀ·(tail·rk ⊙ Ũ): the state slice lives in
-//      the registers of the warps that update it (2·KP/16 jobs of 16 rows × half the columns, dealt to warps
-//      0-7, then 12-15, 8-11, in rounds), and its bf16 copy goes to shared memory as the next chunk's operand.
-// Every output element sums the same products in the same order as a single warp would: the bits do not depend
-// on BV or on how the jobs are dealt.
+// 16 warps. Each chunk runs in three phases between barriers; a warp's jobs are fixed for the whole sequence, and
+// every warp takes two row tiles that share the other operand, so that each fragment read from shared memory
+// (the bottleneck: ~300 KB of shared traffic per chunk) feeds two products:
+//   1. warps 0-7 (row tile mt = w/2, column half w%2): K·S and Q·S together. K·S becomes R = β ⊙ (V − γ·rk ⊙ K·S)
+//      in shared memory; γ·rq/sqrt(Dk) ⊙ Q·S stays in registers.
+//   2. warps 0-7: Ũ = T·R (T lower triangular: k-steps 0..mt); warps 8-15 load chunk c + 2 meanwhile.
+//   3. warps 0-7: O = (scaled Q·S) + P·Ũ, stored. Warps 8-15: S ← γ_n·S + Kᵀ·(tail·rk ⊙ Ũ), two row tiles × a
+//      column half per job; the state slice lives in these warps' registers, its bf16 copy in shared memory as the
+//      next chunk's operand.
+// Every output element sums the same products in the same order as a single warp would: the bits depend neither on
+// BV nor on how the jobs are dealt.
 
 constexpr int kStateWarps = 16, kStateThreads = 32 * kStateWarps;
 
@@ -467,19 +472,14 @@ struct StateSmem {
   static_assert(total <= 227 * 1024, "state block needs more shared memory than an SM has");
 };
 
-/// Warp that holds state job j (rounds of 16: warps 0-7 first, they have no output product; then 12-15, 8-11).
-__device__ __forceinline__ int state_job_warp(int j) {
-  const int w = j & 15;
-  return w < 8 ? w : w < 12 ? w + 4 : w - 4;
-}
-
 template <int KP, int BV, int STAGES>
 __global__ __launch_bounds__(kStateThreads, 1) void gdn_chunk_state_kernel(GdnParams p, GdnChunkWork w, bool vec,
                                                                           bool vec_out) {
   using L = StateSmem<KP, BV, STAGES>;
   constexpr int LDK = L::LDK, LDV = L::LDV, LDC = L::LDC;
   constexpr int KS = KP / 16, HB = BV / 2, NTH = HB / 8;
-  constexpr int SJOBS = 2 * KS, SJ = (SJOBS + kStateWarps - 1) / kStateWarps;  // state jobs; per warp at most
+  // State jobs: row tiles 2i and 2i + 1 (one if KS is odd), column half h; on warps 8-15, in rounds.
+  constexpr int PAIR = KS % 2 == 0 ? 2 : 1, SJOBS = 2 * (KS / PAIR), SJ = (SJOBS + 7) / 8;
   extern __shared__ __align__(16) unsigned char sm[];
   bf16* Rm = reinterpret_cast<bf16*>(sm + L::R);
   bf16* Um = reinterpret_cast<bf16*>(sm + L::U);
@@ -495,66 +495,138 @@ __global__ __launch_bounds__(kStateThreads, 1) void gdn_chunk_state_kernel(GdnPa
   const int Dk = int(p.Dk);
   float* state = p.state + (int64_t(p.state_slots[seq]) * p.Hv + h) * p.Dk * p.Dv;
 
-  // This warp's state jobs: job j covers rows 16·(j/2) + [0, 16) and columns (j%2)·HB + [0, HB) of the slice.
+  // This warp's state jobs: job j covers rows 16·PAIR·(j/2) + [0, 16·PAIR) and columns (j%2)·HB + [0, HB) of the
+  // slice; S[i][t] holds row tile t of job i.
   int my_job[SJ];
-  float S[SJ][NTH][4];
+  float S[SJ][PAIR][NTH][4];
 #pragma unroll
   for (int i = 0; i < SJ; ++i) {
-    my_job[i] = -1;
-    for (int j = i * kStateWarps; j < min(SJOBS, (i + 1) * kStateWarps); ++j)
-      if (state_job_warp(j) == warp) my_job[i] = j;
-    const int j = my_job[i], q0 = 16 * (j >> 1) + g, sn0 = (j & 1) * HB;
+    const int j = 8 * i + (warp - 8);
+    my_job[i] = warp >= 8 && j < SJOBS ? j : -1;
 #pragma unroll
-    for (int n = 0; n < NTH; ++n) {
-      const int cc = sn0 + 8 * n + 2 * tq;
+    for (int t = 0; t < PAIR; ++t) {
+      const int q0 = 16 * (PAIR * (j >> 1) + t) + g, sn0 = (j & 1) * HB;
 #pragma unroll
-      for (int x = 0; x < 4; ++x) {
-        const int r = q0 + (x >> 1) * 8, col = cc + (x & 1);
-        S[i][n][x] = (j >= 0 && r < Dk && j0 + col < p.Dv) ? state[int64_t(r) * p.Dv + j0 + col] : 0.0f;
-      }
-      if (j >= 0) {
-        *reinterpret_cast<__nv_bfloat162*>(Sbf + q0 * LDV + cc) = __floats2bfloat162_rn(S[i][n][0], S[i][n][1]);
-        *reinterpret_cast<__nv_bfloat162*>(Sbf + (q0 + 8) * LDV + cc) =
-            __floats2bfloat162_rn(S[i][n][2], S[i][n][3]);
+      for (int n = 0; n < NTH; ++n) {
+        const int cc = sn0 + 8 * n + 2 * tq;
+#pragma unroll
+        for (int x = 0; x < 4; ++x) {
+          const int r = q0 + (x >> 1) * 8, col = cc + (x & 1);
+          S[i][t][n][x] = (my_job[i] >= 0 && r < Dk && j0 + col < p.Dv) ? state[int64_t(r) * p.Dv + j0 + col] : 0.0f;
+        }
+        if (my_job[i] >= 0) {
+          *reinterpret_cast<__nv_bfloat162*>(Sbf + q0 * LDV + cc) =
+              __floats2bfloat162_rn(S[i][t][n][0], S[i][t][n][1]);
+          *reinterpret_cast<__nv_bfloat162*>(Sbf + (q0 + 8) * LDV + cc) =
+              __floats2bfloat162_rn(S[i][t][n][2], S[i][t][n][3]);
+        }
       }
     }
   }
 
-  // Loads chunk c into stage st: q, k, v rows and the chunk's record.
-  auto fetch = [&](int c, int st) {
+  // Loads chunk c into stage st: q, k, v rows and the chunk's record; thread t of `threads`.
+  auto fetch = [&](int c, int st, int t, auto threads) {
+    constexpr int TH = decltype(threads)::value;
     unsigned char* base = sm + size_t(st) * L::stage;
     const int64_t tc = t0 + int64_t(c) * kC;
     const int n = min(kC, int(t1 - tc));
-    load_rows<KP, kStateThreads>(reinterpret_cast<bf16*>(base + L::sq), LDK, p.q + tc * p.ld_qkv, p.ld_qkv,
-                                 hk * p.Dk, (hk + 1) * p.Dk, n, vec);
-    load_rows<KP, kStateThreads>(reinterpret_cast<bf16*>(base + L::sk), LDK, p.k + tc * p.ld_qkv, p.ld_qkv,
-                                 hk * p.Dk, (hk + 1) * p.Dk, n, vec);
-    load_rows<BV, kStateThreads>(reinterpret_cast<bf16*>(base + L::sv), LDV, p.v + tc * p.ld_qkv, p.ld_qkv,
-                                 h * p.Dv + j0, (h + 1) * p.Dv, n, vec);
+    load_rows<KP, TH>(reinterpret_cast<bf16*>(base + L::sq), LDK, p.q + tc * p.ld_qkv, p.ld_qkv, hk * p.Dk,
+                      (hk + 1) * p.Dk, n, vec, t);
+    load_rows<KP, TH>(reinterpret_cast<bf16*>(base + L::sk), LDK, p.k + tc * p.ld_qkv, p.ld_qkv, hk * p.Dk,
+                      (hk + 1) * p.Dk, n, vec, t);
+    load_rows<BV, TH>(reinterpret_cast<bf16*>(base + L::sv), LDV, p.v + tc * p.ld_qkv, p.ld_qkv, h * p.Dv + j0,
+                      (h + 1) * p.Dv, n, vec, t);
     const unsigned char* rec =
         static_cast<const unsigned char*>(w.scratch) + (int64_t(c_first + c) * p.Hv + h) * kRecBytes;
-    for (int e = tid; e < 2 * kC * 8; e += kStateThreads) {  // P and T rows: 8 groups of 16 bytes each
+    for (int e = t; e < 2 * kC * 8; e += TH) {  // P and T rows: 8 groups of 16 bytes each
       const int which = e >> 9, r = (e >> 3) & (kC - 1), c16 = e & 7;
-      cp_async16(base + (which ? L::sT : L::sP) + size_t(r) * LDC * 2 + c16 * 16,
-                 rec + (which ? kRecT : kRecP) + r * 128 + c16 * 16);
+      cp_async16(base + (which ? L::sT : L::sP) + size_t(r) * LDC * 2 + c16 * 16, rec + e * 16);
     }
-    if (tid < 4 * kC / 4 + 1) cp_async16(base + L::sScale + tid * 16, rec + kRecScale + tid * 16);  // + γ_n
+    for (int e = t; e < 4 * kC / 4 + 1; e += TH) cp_async16(base + L::sScale + e * 16, rec + kRecScale + e * 16);
     cp_async_commit();
   };
-  if (STAGES == 2) fetch(0, 0);
+  // The same for the loaders of the three-stage pipeline (warps 8-15) when rows are 16-byte aligned: each thread's
+  // 16-byte pieces (shared offset, offset in the chunk's rows, which row) are worked out once.
+  constexpr int LT = kStateThreads / 2;                     // loader threads
+  constexpr int NQK = (kC * KP / 8 + LT - 1) / LT, NV = (kC * BV / 8 + LT - 1) / LT;
+  const int lt = tid - LT;
+  uint32_t qk_smem[NQK], v_smem[NV];
+  int32_t qk_off[NQK], v_off[NV], qk_row[NQK], v_row[NV];  // row -1: nothing to load (zeros)
+#pragma unroll
+  for (int i = 0; i < NQK; ++i) {
+    const int e = lt + LT * i, r = e / (KP / 8), c8 = (e % (KP / 8)) * 8;
+    qk_smem[i] = uint32_t(r * LDK * 2 + c8 * 2);
+    qk_off[i] = int32_t(int64_t(r) * p.ld_qkv + hk * p.Dk + c8);
+    qk_row[i] = (e < kC * KP / 8 && c8 + 8 <= p.Dk) ? r : (e < kC * KP / 8 ? kC : -1);
+  }
+#pragma unroll
+  for (int i = 0; i < NV; ++i) {
+    const int e = lt + LT * i, r = e / (BV / 8), c8 = (e % (BV / 8)) * 8;
+    v_smem[i] = uint32_t(r * LDV * 2 + c8 * 2);
+    v_off[i] = int32_t(int64_t(r) * p.ld_qkv + h * p.Dv + j0 + c8);
+    v_row[i] = (e < kC * BV / 8 && j0 + c8 + 8 <= p.Dv) ? r : (e < kC * BV / 8 ? kC : -1);
+  }
+  auto fetch_fast = [&](int c, int st) {
+    unsigned char* base = sm + size_t(st) * L::stage;
+    const int64_t tc = t0 + int64_t(c) * kC;
+    const int n = min(kC, int(t1 - tc));
+    const bf16 *q = p.q + tc * p.ld_qkv, *k = p.k + tc * p.ld_qkv, *v = p.v + tc * p.ld_qkv;
+#pragma unroll
+    for (int i = 0; i < NQK; ++i) {
+      if (qk_row[i] < 0) continue;
+      const int bytes = qk_row[i] < n ? 16 : 0;  // rows past the chunk's end (and columns past Dk) read as zeros
+      cp_async16(base + L::sq + qk_smem[i], q + (bytes ? qk_off[i] : 0), bytes);
+      cp_async16(base + L::sk + qk_smem[i], k + (bytes ? qk_off[i] : 0), bytes);
+    }
+#pragma unroll
+    for (int i = 0; i < NV; ++i) {
+      if (v_row[i] < 0) continue;
+      const int bytes = v_row[i] < n ? 16 : 0;
+      cp_async16(base + L::sv + v_smem[i], v + (bytes ? v_off[i] : 0), bytes);
+    }
+    const unsigned char* rec =
+        static_cast<const unsigned char*>(w.scratch) + (int64_t(c_first + c) * p.Hv + h) * kRecBytes;
+#pragma unroll
+    for (int i = 0; i < 2 * kC * 8 / LT; ++i) {
+      const int e = lt + LT * i, which = e >> 9, r = (e >> 3) & (kC - 1), c16 = e & 7;
+      cp_async16(base + (which ? L::sT : L::sP) + r * LDC * 2 + c16 * 16, rec + e * 16);
+    }
+    if (lt < 4 * kC / 4 + 1) cp_async16(base + L::sScale + lt * 16, rec + kRecScale + lt * 16);
+    cp_async_commit();
+  };
+  // With three stages, warps 8-15 (idle in phase 2) load chunk c + 2 during chunk c's phase 2; with one, every
+  // thread loads chunk c at its start.
+  using Half = std::integral_constant<int, kStateThreads / 2>;
+  using All = std::integral_constant<int, kStateThreads>;
+  const bool loader = warp >= 8;
+  auto fetch_loader = [&](int c, int st) {
+    if (vec) {
+      fetch_fast(c, st);
+    } else {
+      fetch(c, st, lt, Half{});
+    }
+  };
+  if (STAGES == 3 && loader) {
+    fetch_loader(0, 0);
+    if (nc > 1) fetch_loader(1, 1);
+  }
 
-  // Phase 1 and 2 job of this warp: row tile mrow of [K; Q] (0-3: K, 4-7: Q), columns n0 of the slice.
-  const int mrow = warp >> 1, n0 = (warp & 1) * HB, mt = mrow & 3;
+  // Phase 1-3 job of warps 0-7: row tile mt of K and of Q, columns n0 of the slice.
+  const int mt = (warp >> 1) & 3, n0 = (warp & 1) * HB;
+  const bool front = warp < 8;
   const int r0 = 16 * mt + g, r1 = r0 + 8;  // this thread's accumulator rows in phases 1-3
+  int st = 0;
   for (int c = 0; c < nc; ++c) {
-    const int st = STAGES == 2 ? (c & 1) : 0;
     if (STAGES == 1) {
       __syncthreads();  // the previous chunk is done with the stage
-      fetch(c, 0);
+      fetch(c, 0, tid, All{});
+      cp_async_wait_all();
+    } else if (c + 1 < nc) {
+      cp_async_wait<1>();  // chunk c has landed; chunk c + 1 may still be on its way
+    } else {
+      cp_async_wait_all();
     }
-    cp_async_wait_all();
-    __syncthreads();  // the stage has landed; the previous chunk's state copy is written
-    if (STAGES == 2 && c + 1 < nc) fetch(c + 1, st ^ 1);  // that stage was last read in chunk c - 1
+    __syncthreads();  // the stage is visible; the previous chunk's state copy is written
 
     const unsigned char* base = sm + size_t(st) * L::stage;
     const bf16* qs = reinterpret_cast<const bf16*>(base + L::sq);
@@ -570,11 +642,14 @@ __global__ __launch_bounds__(kStateThreads, 1) void gdn_chunk_state_kernel(GdnPa
     const int64_t tc = t0 + int64_t(c) * kC;
     const int n = min(kC, int(t1 - tc));
 
-    // Phase 1: [K; Q]·S.
+    // Phase 1: K·S and Q·S.
     float qacc[NTH][4];
-    zero_acc(qacc);
-    warp_mma<NTH, Major::Row, Major::Row>(qacc, mrow < 4 ? ks : qs, LDK, Sbf, LDV, 16 * mt, n0, 0, KS);
-    if (mrow < 4) {  // R = β ⊙ (V − γ·rk ⊙ (K·S))
+    if (front) {
+      float kacc[NTH][4];
+      zero_acc(kacc);
+      zero_acc(qacc);
+      warp_mma_pair<NTH, Major::Row, Major::Row>(kacc, qacc, ks, qs, LDK, 16 * mt, 16 * mt, Sbf, LDV, n0, 0, KS);
+      // R = β ⊙ (V − γ·rk ⊙ (K·S))
       const float b0 = beta[r0], b1 = beta[r1], s0 = r_scale[r0], s1 = r_scale[r1];
 #pragma unroll
       for (int j = 0; j < NTH; ++j) {
@@ -582,11 +657,11 @@ __global__ __launch_bounds__(kStateThreads, 1) void gdn_chunk_state_kernel(GdnPa
         const float2 v0 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(vs + r0 * LDV + cc));
         const float2 v1 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(vs + r1 * LDV + cc));
         *reinterpret_cast<__nv_bfloat162*>(Rm + r0 * LDV + cc) =
-            __floats2bfloat162_rn(b0 * (v0.x - s0 * qacc[j][0]), b0 * (v0.y - s0 * qacc[j][1]));
+            __floats2bfloat162_rn(b0 * (v0.x - s0 * kacc[j][0]), b0 * (v0.y - s0 * kacc[j][1]));
         *reinterpret_cast<__nv_bfloat162*>(Rm + r1 * LDV + cc) =
-            __floats2bfloat162_rn(b1 * (v1.x - s1 * qacc[j][2]), b1 * (v1.y - s1 * qacc[j][3]));
+            __floats2bfloat162_rn(b1 * (v1.x - s1 * kacc[j][2]), b1 * (v1.y - s1 * kacc[j][3]));
       }
-    } else {  // γ·rq/sqrt(Dk) ⊙ (Q·S), kept for phase 3
+      // γ·rq/sqrt(Dk) ⊙ (Q·S), kept for phase 3
       const float o0 = o_scale[r0], o1 = o_scale[r1];
 #pragma unroll
       for (int j = 0; j < NTH; ++j) {
@@ -594,8 +669,9 @@ __global__ __launch_bounds__(kStateThreads, 1) void gdn_chunk_state_kernel(GdnPa
       }
     }
     __syncthreads();
-    // Phase 2: Ũ = T·R.
-    if (mrow < 4) {
+    // Phase 2: Ũ = T·R; meanwhile warps 8-15 start loading chunk c + 2 into the stage chunk c - 1 used.
+    if (STAGES == 3 && loader && c + 2 < nc) fetch_loader(c + 2, st == 0 ? 2 : st - 1);
+    if (front) {
       float acc[NTH][4];
       zero_acc(acc);
       warp_mma<NTH, Major::Row, Major::Row>(acc, Ts, LDC, Rm, LDV, 16 * mt, n0, 0, mt + 1);
@@ -613,7 +689,7 @@ __global__ __launch_bounds__(kStateThreads, 1) void gdn_chunk_state_kernel(GdnPa
     }
     __syncthreads();
     // Phase 3: O = (scaled Q·S) + P·Ũ ...
-    if (mrow >= 4) {
+    if (front) {
       warp_mma<NTH, Major::Row, Major::Row>(qacc, Ps, LDC, Um, LDV, 16 * mt, n0, 0, mt + 1);
       bf16* out0 = p.out + (tc + r0) * p.ld_out + h * p.Dv;
       bf16* out1 = p.out + (tc + r1) * p.ld_out + h * p.Dv;
@@ -636,33 +712,48 @@ __global__ __launch_bounds__(kStateThreads, 1) void gdn_chunk_state_kernel(GdnPa
     for (int i = 0; i < SJ; ++i) {
       const int j = my_job[i];
       if (j < 0) continue;
-      const int smt = j >> 1, sn0 = (j & 1) * HB, q0 = 16 * smt + g;
+      const int m0 = 16 * PAIR * (j >> 1), sn0 = (j & 1) * HB;
 #pragma unroll
-      for (int nn = 0; nn < NTH; ++nn)
+      for (int t = 0; t < PAIR; ++t)
 #pragma unroll
-        for (int x = 0; x < 4; ++x) S[i][nn][x] *= gn;
-      warp_mma<NTH, Major::Col, Major::Row>(S[i], ks, LDK, Ut, LDV, 16 * smt, sn0, 0, kC / 16);
+        for (int nn = 0; nn < NTH; ++nn)
 #pragma unroll
-      for (int nn = 0; nn < NTH; ++nn) {
-        const int cc = sn0 + 8 * nn + 2 * tq;
-        *reinterpret_cast<__nv_bfloat162*>(Sbf + q0 * LDV + cc) = __floats2bfloat162_rn(S[i][nn][0], S[i][nn][1]);
-        *reinterpret_cast<__nv_bfloat162*>(Sbf + (q0 + 8) * LDV + cc) =
-            __floats2bfloat162_rn(S[i][nn][2], S[i][nn][3]);
+          for (int x = 0; x < 4; ++x) S[i][t][nn][x] *= gn;
+      if constexpr (PAIR == 2) {
+        warp_mma_pair<NTH, Major::Col, Major::Row>(S[i][0], S[i][1], ks, ks, LDK, m0, m0 + 16, Ut, LDV, sn0, 0,
+                                                   kC / 16);
+      } else {
+        warp_mma<NTH, Major::Col, Major::Row>(S[i][0], ks, LDK, Ut, LDV, m0, sn0, 0, kC / 16);
+      }
+#pragma unroll
+      for (int t = 0; t < PAIR; ++t) {
+        const int q0 = m0 + 16 * t + g;
+#pragma unroll
+        for (int nn = 0; nn < NTH; ++nn) {
+          const int cc = sn0 + 8 * nn + 2 * tq;
+          *reinterpret_cast<__nv_bfloat162*>(Sbf + q0 * LDV + cc) =
+              __floats2bfloat162_rn(S[i][t][nn][0], S[i][t][nn][1]);
+          *reinterpret_cast<__nv_bfloat162*>(Sbf + (q0 + 8) * LDV + cc) =
+              __floats2bfloat162_rn(S[i][t][nn][2], S[i][t][nn][3]);
+        }
       }
     }
+    st = STAGES == 3 ? (st == 2 ? 0 : st + 1) : 0;
   }
 #pragma unroll
   for (int i = 0; i < SJ; ++i) {
     const int j = my_job[i];
     if (j < 0) continue;
-    const int q0 = 16 * (j >> 1) + g, sn0 = (j & 1) * HB;
+    const int sn0 = (j & 1) * HB;
 #pragma unroll
-    for (int nn = 0; nn < NTH; ++nn)
+    for (int t = 0; t < PAIR; ++t)
 #pragma unroll
-      for (int x = 0; x < 4; ++x) {
-        const int r = q0 + (x >> 1) * 8, col = sn0 + 8 * nn + 2 * tq + (x & 1);
-        if (r < Dk && j0 + col < p.Dv) state[int64_t(r) * p.Dv + j0 + col] = S[i][nn][x];
-      }
+      for (int nn = 0; nn < NTH; ++nn)
+#pragma unroll
+        for (int x = 0; x < 4; ++x) {
+          const int r = 16 * (PAIR * (j >> 1) + t) + g + (x >> 1) * 8, col = sn0 + 8 * nn + 2 * tq + (x & 1);
+          if (r < Dk && j0 + col < p.Dv) state[int64_t(r) * p.Dv + j0 + col] = S[i][t][nn][x];
+        }
   }
 }
 
@@ -672,7 +763,7 @@ enum Phase { kPrep = 1, kState = 2 };
 template <int KP, int BV>
 void launch_chunked(const GdnParams& p, const GdnChunkWork& w, bool vec, int phases, cudaStream_t stream) {
   constexpr size_t prep_smem = PrepSmem<KP>::total;
-  constexpr int STAGES = KP <= 128 ? 2 : 1;
+  constexpr int STAGES = KP <= 128 ? 3 : 1;
   constexpr size_t state_smem = StateSmem<KP, BV, STAGES>::total;
   static bool configured = false;
   if (!configured) {
