@@ -1,7 +1,7 @@
 // Paged attention on the GPU.
 //
-// Prefill (flash attention, mma.sync): a block of 4 warps takes 128 query rows (64 at head dim 256) of one sequence
-// and one query head;
+// Prefill (flash attention, mma.sync; head dim 128 runs on wgmma instead, attention_prefill_wgmma.cu): a block of
+// 4 warps takes 128 query rows (64 at head dim 256) of one sequence and one query head;
 // K and V tiles of 64 positions stream through shared memory (cp.async, double-buffered, gathered through the
 // block table) in increasing position order; scores, the running max and sum stay in float32; P is rounded to bf16
 // for the P·V product. Positions above a row's own are masked, so a row's bits depend only on its own sequence.
@@ -445,7 +445,7 @@ void attention_prefill(const AttentionParams& p, const int32_t* tiles, int64_t n
     case 32: return launch_prefill<32>(p, tiles, n_tiles, stream);
     case 64: return launch_prefill<64>(p, tiles, n_tiles, stream);
     case 96: return launch_prefill<96>(p, tiles, n_tiles, stream);
-    case 128: return launch_prefill<128>(p, tiles, n_tiles, stream);
+    case 128: return attention_prefill_d128_wgmma(p, tiles, n_tiles, stream);
     case 256: return launch_prefill<256>(p, tiles, n_tiles, stream);
     default: fail("attention_prefill: unsupported head dim D=", p.kv.D, " (supported: 16, 32, 64, 96, 128, 256)");
   }

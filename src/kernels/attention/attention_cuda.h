@@ -49,6 +49,10 @@ int64_t attention_prefill_tile_rows(int64_t D);
 /// attention_prefill_tile_rows(D) rows within that sequence's new tokens). Head dims 16, 32, 64, 96, 128, 256.
 void attention_prefill(const AttentionParams& p, const int32_t* tiles, int64_t n_tiles, cudaStream_t stream);
 
+/// attention_prefill's kernel at head dim 128 (Hopper wgmma, 128-row tiles); the others run on mma.sync.
+void attention_prefill_d128_wgmma(const AttentionParams& p, const int32_t* tiles, int64_t n_tiles,
+                                  cudaStream_t stream);
+
 /// Positions of the cache one decode block reads; a sequence's cache splits into parts of this many positions
 /// (fixed, so the split depends on the sequence alone).
 constexpr int64_t kDecodePart = 512;
