@@ -464,7 +464,7 @@ struct GdnDevice {
       DevBuf chunks = upload_i32(plan.chunks.empty() ? std::vector<int32_t>{0} : plan.chunks);
       DevBuf first = upload_i32(plan.first_chunk);
       const int64_t n_chunks = int64_t(plan.chunks.size() / 2);
-      DevBuf scratch(kc::gdn_chunked_scratch_bytes(n_chunks, c.Hv));
+      DevBuf scratch(kc::gdn_chunked_scratch_bytes(n_chunks, c.Hv, c.Dk));
       scratch.poison();
       kc::GdnChunkWork w{chunks.get<int32_t>(), first.get<int32_t>(), n_chunks, scratch.get()};
       kc::gdn_chunked(p, w, nullptr);

@@ -206,7 +206,7 @@ void bench_gdn(const Limits& L, cudaStream_t s, bool quick) {
     const GdnChunkPlan plan = gdn_plan_chunks(cu.data(), ids);
     Buf dchunks = upload_i32(plan.chunks), dfirst = upload_i32(plan.first_chunk);
     const int64_t n_chunks = int64_t(plan.chunks.size() / 2);
-    Buf scratch(gdn_chunked_scratch_bytes(n_chunks, kH));
+    Buf scratch(gdn_chunked_scratch_bytes(n_chunks, kH, kDk));
     GdnChunkWork w{dchunks.get<int32_t>(), dfirst.get<int32_t>(), n_chunks, scratch.get()};
     const int reps = quick ? 3 : (T >= 65536 ? 5 : 10);
     const double ms = median_ms([&] { gdn_chunked(p, w, s); }, s, 2, reps);

@@ -499,7 +499,7 @@ class CudaBackend final : public Backend {
     w.chunks = dev_.tiles;
     w.first_chunk = dev_.first_chunk;
     w.n_chunks = int64_t(tiles_.size() / 2);
-    if (p.n > 0) w.scratch = gdn_scratch(kc::gdn_chunked_scratch_bytes(w.n_chunks, s.Hv));
+    if (p.n > 0) w.scratch = gdn_scratch(kc::gdn_chunked_scratch_bytes(w.n_chunks, s.Hv, s.Dk));
     kc::gdn_chunked(p, w, stream_);
   }
 

@@ -160,9 +160,13 @@ __global__ __launch_bounds__(kRecThreads, RPT <= 2 ? 8 : RPT <= 8 ? 6 : 4) void 
 
 constexpr int kC = 64;  // chunk length
 
-// One chunk's record in the scratch, written by the prep kernel and read by the state kernel:
-//   P [64][64] bf16, T [64][64] bf16, row scales [4][64] float (o: γ·rq/sqrt(Dk), r: γ·rk, u: tail·rk, β), γ_n.
-constexpr size_t kRecP = 0, kRecT = 8192, kRecScale = 16384, kRecGn = 17408, kRecBytes = 17664;
+// One chunk's record in the scratch, written by the prep kernel and read by the state kernel (KP: Dk padded):
+//   P' = P·T [64][64] bf16, W' = Kᵀ·diag(tail·rk)·T [KP][64] bf16, row scales [4][64] float (o: γ·rq/sqrt(Dk),
+//   r: γ·rk, unused, β), γ_n.
+template <int KP>
+struct Rec {
+  static constexpr size_t P = 0, W = 8192, scale = W + size_t(KP) * 128, gn = scale + 1024, bytes = gn + 16;
+};
 
 /// Copies rows [0, n) of a [64][width] bf16 block (thread t of THREADS) (source rows `ld_src` apart, columns [col0, col0 + width) of
 /// which those below `lim` exist) into shared memory rows `ld_dst` apart; zeros elsewhere. vec: 16-byte cp.async
@@ -192,11 +196,13 @@ constexpr int kPrepThreads = 256;
 template <int KP>
 struct PrepSmem {
   static constexpr int LDK = KP + 8, LDF = kC + 4, LDP = kC + 8, LDM = 32 + 4;
-  // q and k rows; once they are read, the same bytes hold P in bf16 and the products of the inverse.
-  static constexpr size_t P = 0, M = size_t(kC) * LDP * 2, qk = std::max(size_t(4) * kC * LDK, M + 32 * LDM * 4);
-  // F: L in float32, overwritten block by block with T = (I + L)⁻¹ as the inverse proceeds.
-  static constexpr size_t q = 0, k = size_t(kC) * LDK * 2, F = qk;
-  static constexpr size_t G = F + size_t(kC) * LDF * 4;  // doubles
+  // q and k rows; F: L in float32, overwritten block by block with T = (I + L)⁻¹ as the inverse proceeds; TT: T in
+  // bf16, plain and with its rows scaled by tail·rk (before them, M: products of the inverse); P in bf16, over q
+  // once q is read where q is large enough.
+  static constexpr size_t q = 0, k = size_t(kC) * LDK * 2, F = size_t(4) * kC * LDK, TT = F + size_t(kC) * LDF * 4;
+  static constexpr size_t M = TT, P = KP >= 64 ? q : TT + size_t(4) * kC * LDP;
+  static constexpr size_t G = (KP >= 64 ? TT : P) + size_t(4) * kC * LDP;  // doubles
+  static_assert(32 * LDM * 4 <= size_t(4) * kC * LDP, "M fits in TT");
   static constexpr size_t rq = G + kC * 8, rk = rq + kC * 4, gv = rk + kC * 4, beta = gv + kC * 4;
   static constexpr size_t gam = beta + kC * 4, tail = gam + kC * 4, total = tail + kC * 4;
   static_assert(total <= 227 * 1024, "prep block needs more shared memory than an SM has");
@@ -269,8 +275,8 @@ __global__ __launch_bounds__(kPrepThreads) void gdn_chunk_prep_kernel(GdnParams 
   const int64_t t0 = p.cu_seqlens[seq], tc = t0 + off;
   const int n = min(kC, int(p.cu_seqlens[seq + 1] - tc));
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tq = lane & 3;
-  unsigned char* rec = static_cast<unsigned char*>(w.scratch) + (ci * p.Hv + h) * kRecBytes;
-  float* scale_g = reinterpret_cast<float*>(rec + kRecScale);
+  unsigned char* rec = static_cast<unsigned char*>(w.scratch) + (ci * p.Hv + h) * Rec<KP>::bytes;
+  float* scale_g = reinterpret_cast<float*>(rec + Rec<KP>::scale);
 
   load_rows<KP, kPrepThreads>(qs, LDK, p.q + tc * p.ld_qkv, p.ld_qkv, hk * p.Dk, (hk + 1) * p.Dk, n, vec);
   load_rows<KP, kPrepThreads>(ks, LDK, p.k + tc * p.ld_qkv, p.ld_qkv, hk * p.Dk, (hk + 1) * p.Dk, n, vec);
@@ -328,7 +334,7 @@ __global__ __launch_bounds__(kPrepThreads) void gdn_chunk_prep_kernel(GdnParams 
       gam[i] = expf(float(G[i]));
       tail[i] = expf(float(Gn - G[i]));
     }
-    if (lane == 0) *reinterpret_cast<float*>(rec + kRecGn) = expf(float(Gn));
+    if (lane == 0) *reinterpret_cast<float*>(rec + Rec<KP>::gn) = expf(float(Gn));
   }
   constexpr int kJobs = 20, kPerWarp = (kJobs + kPrepThreads / 32 - 1) / (kPrepThreads / 32);
   float aq[kPerWarp][4], ak[kPerWarp][4];
@@ -350,7 +356,7 @@ __global__ __launch_bounds__(kPrepThreads) void gdn_chunk_prep_kernel(GdnParams 
       mma_bf16(ak[i], fk, b[0], b[1]);
     }
   }
-  __syncthreads();  // G, γ, tail are ready; q and k are no longer read (P and M reuse them)
+  __syncthreads();  // G, γ, tail are ready; q is no longer read (P may reuse it)
 
   // Decays and norms: P (bf16, zero above the diagonal) and L = β·Kn·Knᵀ ⊙ decay (float32, strictly lower).
   const float qscale = float(1.0 / sqrt(double(p.Dk)));
@@ -377,8 +383,7 @@ __global__ __launch_bounds__(kPrepThreads) void gdn_chunk_prep_kernel(GdnParams 
   }
   __syncthreads();
 
-  // T = (I + L)⁻¹. Diagonal 16×16 blocks by forward substitution (lane -> block, column), float32. Meanwhile
-  // warps 2-7 write P to the record (16-byte stores, zeros above the diagonal blocks).
+  // T = (I + L)⁻¹. Diagonal 16×16 blocks by forward substitution (lane -> block, column), float32.
   if (warp < 2) {
     const int blk = warp * 2 + (lane >> 4), col = lane & 15, o = 16 * blk;
     float x[16];
@@ -392,12 +397,6 @@ __global__ __launch_bounds__(kPrepThreads) void gdn_chunk_prep_kernel(GdnParams 
     __syncwarp();  // the block's L is read: T_ii replaces it
 #pragma unroll
     for (int i = 0; i < 16; ++i) F[(o + i) * LDF + o + col] = x[i];
-  } else {
-    uint4* Pg = reinterpret_cast<uint4*>(rec + kRecP);
-    for (int e = tid - 64; e < kC * kC / 8; e += kPrepThreads - 64) {
-      const int r = e >> 3, c8 = (e & 7) * 8;
-      Pg[e] = (c8 >> 4) <= (r >> 4) ? *reinterpret_cast<const uint4*>(Ps + r * LDP + c8) : make_uint4(0, 0, 0, 0);
-    }
   }
   __syncthreads();
   // Blocks below the diagonal: [A 0; C B]⁻¹ = [A⁻¹ 0; −B⁻¹·C·A⁻¹ B⁻¹], first for the two 32×32 diagonal blocks
@@ -429,61 +428,96 @@ __global__ __launch_bounds__(kPrepThreads) void gdn_chunk_prep_kernel(GdnParams 
     store_acc(F, LDF, 32 + 16 * mt, 8 * nt, acc, true);
   }
   __syncthreads();
-  // T to the record in bf16 (16-byte stores, zeros above the diagonal blocks).
-  uint4* Tg = reinterpret_cast<uint4*>(rec + kRecT);
+  // T in bf16: Tb plain, Tu with row k scaled by u_k = tail_k·rk_k; zeros above the diagonal blocks.
+  bf16* Tb = reinterpret_cast<bf16*>(sm + L::TT);
+  bf16* Tu = Tb + kC * LDP;
   for (int e = tid; e < kC * kC / 8; e += kPrepThreads) {
     const int r = e >> 3, c8 = (e & 7) * 8;
-    uint4 v = make_uint4(0, 0, 0, 0);
+    uint4 vb = make_uint4(0, 0, 0, 0), vu = vb;
     if ((c8 >> 4) <= (r >> 4)) {
       const float4 a = *reinterpret_cast<const float4*>(F + r * LDF + c8);
       const float4 b = *reinterpret_cast<const float4*>(F + r * LDF + c8 + 4);
-      v = make_uint4(pack_bf16(a.x, a.y), pack_bf16(a.z, a.w), pack_bf16(b.x, b.y), pack_bf16(b.z, b.w));
+      const float u = tail[r] * rk[r];
+      vb = make_uint4(pack_bf16(a.x, a.y), pack_bf16(a.z, a.w), pack_bf16(b.x, b.y), pack_bf16(b.z, b.w));
+      vu = make_uint4(pack_bf16(u * a.x, u * a.y), pack_bf16(u * a.z, u * a.w), pack_bf16(u * b.x, u * b.y),
+                      pack_bf16(u * b.z, u * b.w));
     }
-    Tg[e] = v;
+    *reinterpret_cast<uint4*>(Tb + r * LDP + c8) = vb;
+    *reinterpret_cast<uint4*>(Tu + r * LDP + c8) = vu;
+  }
+  __syncthreads();
+  // The record's products, on tensor cores (bf16 operands, float32 sums), 16×16 tiles straight to the record:
+  // P' = P·T (lower block triangle: tile (mt, nb ≤ mt) sums k-blocks nb..mt) and W' = Kᵀ·Tu (tile (row tile rt of
+  // Kᵀ, nb) sums k-blocks nb..3, Tu being zero above its diagonal blocks).
+  bf16* Pg = reinterpret_cast<bf16*>(rec + Rec<KP>::P);
+  bf16* Wg = reinterpret_cast<bf16*>(rec + Rec<KP>::W);
+  for (int jb = warp; jb < 10 + 4 * KS; jb += kPrepThreads / 32) {
+    float acc[2][4];
+    zero_acc(acc);
+    int r0, c0;
+    bf16* dst;
+    if (jb < 10) {
+      const int mt = jb < 1 ? 0 : jb < 3 ? 1 : jb < 6 ? 2 : 3, nb = jb - mt * (mt + 1) / 2;
+      warp_mma<2, Major::Row, Major::Row>(acc, Ps, LDP, Tb, LDP, 16 * mt, 16 * nb, nb, mt + 1);
+      r0 = 16 * mt, c0 = 16 * nb, dst = Pg;
+    } else {
+      const int rt = (jb - 10) >> 2, nb = (jb - 10) & 3;
+      warp_mma<2, Major::Col, Major::Row>(acc, ks, LDK, Tu, LDP, 16 * rt, 16 * nb, nb, kC / 16);
+      r0 = 16 * rt, c0 = 16 * nb, dst = Wg;
+    }
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      const int cc = c0 + 8 * j + 2 * tq;
+      *reinterpret_cast<__nv_bfloat162*>(dst + (r0 + g) * kC + cc) = __floats2bfloat162_rn(acc[j][0], acc[j][1]);
+      *reinterpret_cast<__nv_bfloat162*>(dst + (r0 + g + 8) * kC + cc) = __floats2bfloat162_rn(acc[j][2], acc[j][3]);
+    }
   }
 }
 
 // ---- state pass: one block per (sequence, value head, value slice), chunks in order ---------------------------
 //
-// 16 warps. Each chunk runs in three phases between barriers; a warp's jobs are fixed for the whole sequence, and
-// every warp takes two row tiles that share the other operand, so that each fragment read from shared memory
-// (the bottleneck: ~300 KB of shared traffic per chunk) feeds two products:
-//   1. warps 0-7 (row tile mt = w/2, column half w%2): K·S and Q·S together. K·S becomes R = β ⊙ (V − γ·rk ⊙ K·S)
-//      in shared memory; γ·rq/sqrt(Dk) ⊙ Q·S stays in registers.
-//   2. warps 0-7: Ũ = T·R (T lower triangular: k-steps 0..mt); warps 8-15 load chunk c + 2 meanwhile.
-//   3. warps 0-7: O = (scaled Q·S) + P·Ũ, stored. Warps 8-15: S ← γ_n·S + Kᵀ·(tail·rk ⊙ Ũ), two row tiles × a
-//      column half per job; the state slice lives in these warps' registers, its bf16 copy in shared memory as the
-//      next chunk's operand.
-// Every output element sums the same products in the same order as a single warp would: the bits depend neither on
-// BV nor on how the jobs are dealt.
+// With R = β ⊙ (V − γ·rk ⊙ K·S), the chunk's products fold into two matrices the prep kernel makes:
+//   O = γ·rq/sqrt(Dk) ⊙ (Q·S) + P'·R        S ← γ_n·S + W'·R        (P' = P·T, W' = Kᵀ·diag(tail·rk)·T)
+// so each chunk is two phases between barriers (a warp's jobs are fixed for the whole sequence; each takes two row
+// tiles that share the other operand, so that a fragment read from shared memory feeds two products):
+//   1. warps 0-7 (row tile mt = w/2, column half w%2): K·S and Q·S together; K·S becomes R in shared memory,
+//      the scaled Q·S stays in registers. Warps 8-15 load a later chunk meanwhile.
+//   2. warps 0-7: O = (scaled Q·S) + P'·R, stored. Warps 8-15: S ← γ_n·S + W'·R, two row tiles × a column half
+//      per job; the state slice lives in these warps' registers, its bf16 copy in shared memory as the next
+//      chunk's operand.
+// Every output element sums the same products in the same order whatever BV and however the jobs are dealt.
 
 constexpr int kStateWarps = 16, kStateThreads = 32 * kStateWarps;
 
 template <int KP, int BV, int STAGES>
 struct StateSmem {
   static constexpr int LDK = KP + 8, LDV = BV + 8, LDC = kC + 8;
-  // One stage: q, k rows, the value slice, P, T, the row scales and γ_n.
+  // One stage: q, k rows, the value slice, P', W', the row scales and γ_n.
   static constexpr size_t sq = 0, sk = sq + size_t(kC) * LDK * 2, sv = sk + size_t(kC) * LDK * 2;
-  static constexpr size_t sP = sv + size_t(kC) * LDV * 2, sT = sP + size_t(kC) * LDC * 2;
-  static constexpr size_t sScale = sT + size_t(kC) * LDC * 2, stage = sScale + 4 * kC * 4 + 16;
-  static constexpr size_t R = STAGES * stage, U = R + size_t(kC) * LDV * 2, Ut = U + size_t(kC) * LDV * 2;
-  static constexpr size_t Sbf = Ut + size_t(kC) * LDV * 2, total = Sbf + size_t(KP) * LDV * 2;
+  static constexpr size_t sP = sv + size_t(kC) * LDV * 2, sW = sP + size_t(kC) * LDC * 2;
+  static constexpr size_t sScale = sW + size_t(KP) * LDC * 2, stage = sScale + 4 * kC * 4 + 16;
+  static constexpr size_t R = STAGES * stage, Sbf = R + size_t(kC) * LDV * 2, total = Sbf + size_t(KP) * LDV * 2;
   static_assert(stage % 16 == 0, "stage alignment");
-  static_assert(total <= 227 * 1024, "state block needs more shared memory than an SM has");
 };
+
+/// Stages of the state kernel's pipeline: three where they fit in shared memory, else two, one at KP = 256.
+template <int KP, int BV>
+constexpr int state_stages() {
+  return KP > 128 ? 1 : StateSmem<KP, BV, 3>::total <= 227 * 1024 ? 3 : 2;
+}
 
 template <int KP, int BV, int STAGES>
 __global__ __launch_bounds__(kStateThreads, 1) void gdn_chunk_state_kernel(GdnParams p, GdnChunkWork w, bool vec,
                                                                           bool vec_out) {
   using L = StateSmem<KP, BV, STAGES>;
+  static_assert(L::total <= 227 * 1024, "state block needs more shared memory than an SM has");
   constexpr int LDK = L::LDK, LDV = L::LDV, LDC = L::LDC;
   constexpr int KS = KP / 16, HB = BV / 2, NTH = HB / 8;
   // State jobs: row tiles 2i and 2i + 1 (one if KS is odd), column half h; on warps 8-15, in rounds.
   constexpr int PAIR = KS % 2 == 0 ? 2 : 1, SJOBS = 2 * (KS / PAIR), SJ = (SJOBS + 7) / 8;
+  constexpr int LT = kStateThreads / 2;  // loader threads (warps 8-15)
   extern __shared__ __align__(16) unsigned char sm[];
   bf16* Rm = reinterpret_cast<bf16*>(sm + L::R);
-  bf16* Um = reinterpret_cast<bf16*>(sm + L::U);
-  bf16* Ut = reinterpret_cast<bf16*>(sm + L::Ut);
   bf16* Sbf = reinterpret_cast<bf16*>(sm + L::Sbf);
 
   const int i_seq = blockIdx.z, seq = p.seqs[i_seq];
@@ -494,6 +528,7 @@ __global__ __launch_bounds__(kStateThreads, 1) void gdn_chunk_state_kernel(GdnPa
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tq = lane & 3;
   const int Dk = int(p.Dk);
   float* state = p.state + (int64_t(p.state_slots[seq]) * p.Hv + h) * p.Dk * p.Dv;
+  const unsigned char* records = static_cast<const unsigned char*>(w.scratch) + int64_t(c_first) * p.Hv * Rec<KP>::bytes;
 
   // This warp's state jobs: job j covers rows 16·PAIR·(j/2) + [0, 16·PAIR) and columns (j%2)·HB + [0, HB) of the
   // slice; S[i][t] holds row tile t of job i.
@@ -524,7 +559,14 @@ __global__ __launch_bounds__(kStateThreads, 1) void gdn_chunk_state_kernel(GdnPa
     }
   }
 
-  // Loads chunk c into stage st: q, k, v rows and the chunk's record; thread t of `threads`.
+  // The record's 16-byte pieces (P' rows, W' rows, scales), contiguous in the scratch: piece e goes to shared memory
+  // at rec_dst(e).
+  constexpr int kRecPieces = (kC + KP) * 8 + (4 * kC * 4 + 16) / 16;
+  auto rec_dst = [&](int e) -> size_t {
+    return e < (kC + KP) * 8 ? L::sP + size_t(e >> 3) * LDC * 2 + (e & 7) * 16 : L::sScale + (e - (kC + KP) * 8) * 16;
+  };  // (sW follows sP, so W' row r is P' row 64 + r)
+  static_assert(L::sW == L::sP + size_t(kC) * LDC * 2, "W' follows P' in a stage");
+  // Loads chunk c into stage st: q, k, v rows and the chunk's record; thread t of TH.
   auto fetch = [&](int c, int st, int t, auto threads) {
     constexpr int TH = decltype(threads)::value;
     unsigned char* base = sm + size_t(st) * L::stage;
@@ -536,22 +578,16 @@ __global__ __launch_bounds__(kStateThreads, 1) void gdn_chunk_state_kernel(GdnPa
                       (hk + 1) * p.Dk, n, vec, t);
     load_rows<BV, TH>(reinterpret_cast<bf16*>(base + L::sv), LDV, p.v + tc * p.ld_qkv, p.ld_qkv, h * p.Dv + j0,
                       (h + 1) * p.Dv, n, vec, t);
-    const unsigned char* rec =
-        static_cast<const unsigned char*>(w.scratch) + (int64_t(c_first + c) * p.Hv + h) * kRecBytes;
-    for (int e = t; e < 2 * kC * 8; e += TH) {  // P and T rows: 8 groups of 16 bytes each
-      const int which = e >> 9, r = (e >> 3) & (kC - 1), c16 = e & 7;
-      cp_async16(base + (which ? L::sT : L::sP) + size_t(r) * LDC * 2 + c16 * 16, rec + e * 16);
-    }
-    for (int e = t; e < 4 * kC / 4 + 1; e += TH) cp_async16(base + L::sScale + e * 16, rec + kRecScale + e * 16);
+    const unsigned char* rec = records + int64_t(c) * p.Hv * Rec<KP>::bytes + h * Rec<KP>::bytes;
+    for (int e = t; e < kRecPieces; e += TH) cp_async16(base + rec_dst(e), rec + e * 16);
     cp_async_commit();
   };
-  // The same for the loaders of the three-stage pipeline (warps 8-15) when rows are 16-byte aligned: each thread's
-  // 16-byte pieces (shared offset, offset in the chunk's rows, which row) are worked out once.
-  constexpr int LT = kStateThreads / 2;                     // loader threads
+  // The same for the loaders (warps 8-15) when rows are 16-byte aligned: each thread's pieces of q, k and v (shared
+  // offset, offset in the chunk's rows, row) are worked out once.
   constexpr int NQK = (kC * KP / 8 + LT - 1) / LT, NV = (kC * BV / 8 + LT - 1) / LT;
   const int lt = tid - LT;
   uint32_t qk_smem[NQK], v_smem[NV];
-  int32_t qk_off[NQK], v_off[NV], qk_row[NQK], v_row[NV];  // row -1: nothing to load (zeros)
+  int32_t qk_off[NQK], v_off[NV], qk_row[NQK], v_row[NV];  // row -1: nothing to load; kC: zeros
 #pragma unroll
   for (int i = 0; i < NQK; ++i) {
     const int e = lt + LT * i, r = e / (KP / 8), c8 = (e % (KP / 8)) * 8;
@@ -584,19 +620,15 @@ __global__ __launch_bounds__(kStateThreads, 1) void gdn_chunk_state_kernel(GdnPa
       const int bytes = v_row[i] < n ? 16 : 0;
       cp_async16(base + L::sv + v_smem[i], v + (bytes ? v_off[i] : 0), bytes);
     }
-    const unsigned char* rec =
-        static_cast<const unsigned char*>(w.scratch) + (int64_t(c_first + c) * p.Hv + h) * kRecBytes;
+    const unsigned char* rec = records + int64_t(c) * p.Hv * Rec<KP>::bytes + h * Rec<KP>::bytes;
 #pragma unroll
-    for (int i = 0; i < 2 * kC * 8 / LT; ++i) {
-      const int e = lt + LT * i, which = e >> 9, r = (e >> 3) & (kC - 1), c16 = e & 7;
-      cp_async16(base + (which ? L::sT : L::sP) + r * LDC * 2 + c16 * 16, rec + e * 16);
+    for (int i = 0; i < (kRecPieces + LT - 1) / LT; ++i) {
+      const int e = lt + LT * i;
+      if (e < kRecPieces) cp_async16(base + rec_dst(e), rec + e * 16);
     }
-    if (lt < 4 * kC / 4 + 1) cp_async16(base + L::sScale + lt * 16, rec + kRecScale + lt * 16);
     cp_async_commit();
   };
-  // With three stages, warps 8-15 (idle in phase 2) load chunk c + 2 during chunk c's phase 2; with one, every
-  // thread loads chunk c at its start.
-  using Half = std::integral_constant<int, kStateThreads / 2>;
+  using Half = std::integral_constant<int, LT>;
   using All = std::integral_constant<int, kStateThreads>;
   const bool loader = warp >= 8;
   auto fetch_loader = [&](int c, int st) {
@@ -606,43 +638,42 @@ __global__ __launch_bounds__(kStateThreads, 1) void gdn_chunk_state_kernel(GdnPa
       fetch(c, st, lt, Half{});
     }
   };
-  if (STAGES == 3 && loader) {
-    fetch_loader(0, 0);
-    if (nc > 1) fetch_loader(1, 1);
-  }
+  // With two or three stages, warps 8-15 load chunk c + STAGES - 1 during chunk c's phase 1, into the stage chunk
+  // c - 1 used; with one, every thread loads chunk c at its start.
+  if (STAGES > 1 && loader)
+    for (int c = 0; c < min(STAGES - 1, nc); ++c) fetch_loader(c, c);
 
-  // Phase 1-3 job of warps 0-7: row tile mt of K and of Q, columns n0 of the slice.
+  // Phase 1-2 job of warps 0-7: row tile mt of K and of Q, columns n0 of the slice.
   const int mt = (warp >> 1) & 3, n0 = (warp & 1) * HB;
   const bool front = warp < 8;
-  const int r0 = 16 * mt + g, r1 = r0 + 8;  // this thread's accumulator rows in phases 1-3
+  const int r0 = 16 * mt + g, r1 = r0 + 8;  // this thread's accumulator rows
   int st = 0;
   for (int c = 0; c < nc; ++c) {
     if (STAGES == 1) {
       __syncthreads();  // the previous chunk is done with the stage
       fetch(c, 0, tid, All{});
       cp_async_wait_all();
-    } else if (c + 1 < nc) {
+    } else if (STAGES == 3 && c + 1 < nc) {
       cp_async_wait<1>();  // chunk c has landed; chunk c + 1 may still be on its way
     } else {
       cp_async_wait_all();
     }
-    __syncthreads();  // the stage is visible; the previous chunk's state copy is written
+    __syncthreads();  // the stage is visible; the previous chunk's state copy is written, its R read
 
     const unsigned char* base = sm + size_t(st) * L::stage;
     const bf16* qs = reinterpret_cast<const bf16*>(base + L::sq);
     const bf16* ks = reinterpret_cast<const bf16*>(base + L::sk);
     const bf16* vs = reinterpret_cast<const bf16*>(base + L::sv);
     const bf16* Ps = reinterpret_cast<const bf16*>(base + L::sP);
-    const bf16* Ts = reinterpret_cast<const bf16*>(base + L::sT);
+    const bf16* Ws = reinterpret_cast<const bf16*>(base + L::sW);
     const float* o_scale = reinterpret_cast<const float*>(base + L::sScale);
     const float* r_scale = o_scale + kC;
-    const float* u_scale = o_scale + 2 * kC;
     const float* beta = o_scale + 3 * kC;
     const float gn = o_scale[4 * kC];
     const int64_t tc = t0 + int64_t(c) * kC;
     const int n = min(kC, int(t1 - tc));
 
-    // Phase 1: K·S and Q·S.
+    // Phase 1: K·S and Q·S (warps 0-7); the next load (warps 8-15).
     float qacc[NTH][4];
     if (front) {
       float kacc[NTH][4];
@@ -661,36 +692,19 @@ __global__ __launch_bounds__(kStateThreads, 1) void gdn_chunk_state_kernel(GdnPa
         *reinterpret_cast<__nv_bfloat162*>(Rm + r1 * LDV + cc) =
             __floats2bfloat162_rn(b1 * (v1.x - s1 * kacc[j][2]), b1 * (v1.y - s1 * kacc[j][3]));
       }
-      // γ·rq/sqrt(Dk) ⊙ (Q·S), kept for phase 3
+      // γ·rq/sqrt(Dk) ⊙ (Q·S), kept for phase 2
       const float o0 = o_scale[r0], o1 = o_scale[r1];
 #pragma unroll
       for (int j = 0; j < NTH; ++j) {
         qacc[j][0] *= o0, qacc[j][1] *= o0, qacc[j][2] *= o1, qacc[j][3] *= o1;
       }
+    } else if (STAGES > 1 && c + STAGES - 1 < nc) {
+      fetch_loader(c + STAGES - 1, (st + STAGES - 1) % STAGES);  // the stage chunk c - 1 used
     }
     __syncthreads();
-    // Phase 2: Ũ = T·R; meanwhile warps 8-15 start loading chunk c + 2 into the stage chunk c - 1 used.
-    if (STAGES == 3 && loader && c + 2 < nc) fetch_loader(c + 2, st == 0 ? 2 : st - 1);
+    // Phase 2: O = (scaled Q·S) + P'·R (P' lower triangular: k-steps 0..mt) ...
     if (front) {
-      float acc[NTH][4];
-      zero_acc(acc);
-      warp_mma<NTH, Major::Row, Major::Row>(acc, Ts, LDC, Rm, LDV, 16 * mt, n0, 0, mt + 1);
-      const float u0 = u_scale[r0], u1 = u_scale[r1];
-#pragma unroll
-      for (int j = 0; j < NTH; ++j) {
-        const int cc = n0 + 8 * j + 2 * tq;
-        *reinterpret_cast<__nv_bfloat162*>(Um + r0 * LDV + cc) = __floats2bfloat162_rn(acc[j][0], acc[j][1]);
-        *reinterpret_cast<__nv_bfloat162*>(Um + r1 * LDV + cc) = __floats2bfloat162_rn(acc[j][2], acc[j][3]);
-        *reinterpret_cast<__nv_bfloat162*>(Ut + r0 * LDV + cc) =
-            __floats2bfloat162_rn(u0 * acc[j][0], u0 * acc[j][1]);
-        *reinterpret_cast<__nv_bfloat162*>(Ut + r1 * LDV + cc) =
-            __floats2bfloat162_rn(u1 * acc[j][2], u1 * acc[j][3]);
-      }
-    }
-    __syncthreads();
-    // Phase 3: O = (scaled Q·S) + P·Ũ ...
-    if (front) {
-      warp_mma<NTH, Major::Row, Major::Row>(qacc, Ps, LDC, Um, LDV, 16 * mt, n0, 0, mt + 1);
+      warp_mma<NTH, Major::Row, Major::Row>(qacc, Ps, LDC, Rm, LDV, 16 * mt, n0, 0, mt + 1);
       bf16* out0 = p.out + (tc + r0) * p.ld_out + h * p.Dv;
       bf16* out1 = p.out + (tc + r1) * p.ld_out + h * p.Dv;
 #pragma unroll
@@ -707,7 +721,7 @@ __global__ __launch_bounds__(kStateThreads, 1) void gdn_chunk_state_kernel(GdnPa
         }
       }
     }
-    // ... and S ← γ_n·S + Kᵀ·(tail·rk ⊙ Ũ); its bf16 copy is read after the next chunk's first barrier.
+    // ... and S ← γ_n·S + W'·R; its bf16 copy is read after the next chunk's first barrier.
 #pragma unroll
     for (int i = 0; i < SJ; ++i) {
       const int j = my_job[i];
@@ -720,10 +734,10 @@ __global__ __launch_bounds__(kStateThreads, 1) void gdn_chunk_state_kernel(GdnPa
 #pragma unroll
           for (int x = 0; x < 4; ++x) S[i][t][nn][x] *= gn;
       if constexpr (PAIR == 2) {
-        warp_mma_pair<NTH, Major::Col, Major::Row>(S[i][0], S[i][1], ks, ks, LDK, m0, m0 + 16, Ut, LDV, sn0, 0,
+        warp_mma_pair<NTH, Major::Row, Major::Row>(S[i][0], S[i][1], Ws, Ws, LDC, m0, m0 + 16, Rm, LDV, sn0, 0,
                                                    kC / 16);
       } else {
-        warp_mma<NTH, Major::Col, Major::Row>(S[i][0], ks, LDK, Ut, LDV, m0, sn0, 0, kC / 16);
+        warp_mma<NTH, Major::Row, Major::Row>(S[i][0], Ws, LDC, Rm, LDV, m0, sn0, 0, kC / 16);
       }
 #pragma unroll
       for (int t = 0; t < PAIR; ++t) {
@@ -738,7 +752,7 @@ __global__ __launch_bounds__(kStateThreads, 1) void gdn_chunk_state_kernel(GdnPa
         }
       }
     }
-    st = STAGES == 3 ? (st == 2 ? 0 : st + 1) : 0;
+    st = st + 1 == STAGES ? 0 : st + 1;
   }
 #pragma unroll
   for (int i = 0; i < SJ; ++i) {
@@ -763,7 +777,7 @@ enum Phase { kPrep = 1, kState = 2 };
 template <int KP, int BV>
 void launch_chunked(const GdnParams& p, const GdnChunkWork& w, bool vec, int phases, cudaStream_t stream) {
   constexpr size_t prep_smem = PrepSmem<KP>::total;
-  constexpr int STAGES = KP <= 128 ? 3 : 1;
+  constexpr int STAGES = state_stages<KP, BV>();
   constexpr size_t state_smem = StateSmem<KP, BV, STAGES>::total;
   static bool configured = false;
   if (!configured) {
@@ -835,7 +849,11 @@ GdnChunkPlan gdn_plan_chunks(const int32_t* cu_seqlens_host, const std::vector<i
   return plan;
 }
 
-size_t gdn_chunked_scratch_bytes(int64_t n_chunks, int64_t Hv) { return size_t(std::max<int64_t>(n_chunks, 1) * Hv) * kRecBytes; }
+size_t gdn_chunked_scratch_bytes(int64_t n_chunks, int64_t Hv, int64_t Dk) {
+  const size_t rec = Dk <= 16 ? Rec<16>::bytes : Dk <= 32 ? Rec<32>::bytes : Dk <= 64 ? Rec<64>::bytes
+                     : Dk <= 96 ? Rec<96>::bytes : Dk <= 128 ? Rec<128>::bytes : Rec<256>::bytes;
+  return size_t(std::max<int64_t>(n_chunks, 1) * Hv) * rec;
+}
 
 static void run_chunked(const GdnParams& p, const GdnChunkWork& w, int phases, cudaStream_t stream) {
   if (p.n == 0) return;

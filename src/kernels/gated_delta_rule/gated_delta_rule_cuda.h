@@ -50,7 +50,7 @@ struct GdnChunkPlan {
 /// Chunks of 64 tokens of the sequences `seqs` (indices into cu_seqlens), in that order.
 GdnChunkPlan gdn_plan_chunks(const int32_t* cu_seqlens_host, const std::vector<int32_t>& seqs);
 
-/// Device copies of a plan, and scratch of gdn_chunked_scratch_bytes(n_chunks, Hv) bytes.
+/// Device copies of a plan, and scratch of gdn_chunked_scratch_bytes(n_chunks, Hv, Dk) bytes.
 struct GdnChunkWork {
   const int32_t* chunks = nullptr;       // [n_chunks][2] device
   const int32_t* first_chunk = nullptr;  // [n] device
@@ -58,7 +58,7 @@ struct GdnChunkWork {
   void* scratch = nullptr;
   int value_slice = 0;  // state columns per block of the second launch: 0 = by Dv; 32 or 48 (the bits are the same)
 };
-size_t gdn_chunked_scratch_bytes(int64_t n_chunks, int64_t Hv);
+size_t gdn_chunked_scratch_bytes(int64_t n_chunks, int64_t Hv, int64_t Dk);
 
 /// Chunked form (chunks of 64) for the sequences p.seqs, whose chunks `w` lists.
 void gdn_chunked(const GdnParams& p, const GdnChunkWork& w, cudaStream_t stream);
