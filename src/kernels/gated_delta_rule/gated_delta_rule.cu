@@ -336,11 +336,13 @@ __global__ __launch_bounds__(kPrepThreads) void gdn_chunk_prep_kernel(GdnParams 
     }
     if (lane == 0) *reinterpret_cast<float*>(rec + Rec<KP>::gn) = expf(float(Gn));
   }
+  // Jobs wj, wj + 8, ... with wj = (warp + 4) % 8: warp 0, which scans first, has two jobs, not three.
   constexpr int kJobs = 20, kPerWarp = (kJobs + kPrepThreads / 32 - 1) / (kPrepThreads / 32);
+  const int wj = (warp + 4) & 7;
   float aq[kPerWarp][4], ak[kPerWarp][4];
 #pragma unroll
   for (int i = 0; i < kPerWarp; ++i) {
-    const int jb = warp + i * (kPrepThreads / 32);
+    const int jb = wj + i * (kPrepThreads / 32);
     aq[i][0] = aq[i][1] = aq[i][2] = aq[i][3] = 0.0f;
     ak[i][0] = ak[i][1] = ak[i][2] = ak[i][3] = 0.0f;
     if (jb >= kJobs) continue;
@@ -362,17 +364,29 @@ __global__ __launch_bounds__(kPrepThreads) void gdn_chunk_prep_kernel(GdnParams 
   const float qscale = float(1.0 / sqrt(double(p.Dk)));
 #pragma unroll
   for (int i = 0; i < kPerWarp; ++i) {
-    const int jb = warp + i * (kPrepThreads / 32);
+    const int jb = wj + i * (kPrepThreads / 32);
     if (jb >= kJobs) continue;
     const int mt = jb < 2 ? 0 : jb < 6 ? 1 : jb < 12 ? 2 : 3;
     const int nt = jb - (mt == 0 ? 0 : mt == 1 ? 2 : mt == 2 ? 6 : 12);
+    const int c0 = 8 * nt + 2 * tq;  // this thread's columns c0, c0 + 1 on rows 16mt + g and + 8
+    const double2 Gc = *reinterpret_cast<const double2*>(G + c0);
+    const float2 rkc = *reinterpret_cast<const float2*>(rk + c0);
 #pragma unroll
-    for (int x = 0; x < 4; ++x) {
-      const int r = 16 * mt + g + (x >> 1) * 8, cc = 8 * nt + 2 * tq + (x & 1);
-      const float d = cc <= r ? __expf(float(G[r] - G[cc])) : 0.0f;
-      const float pv = cc <= r ? aq[i][x] * (rq[r] * qscale) * rk[cc] * d : 0.0f;
-      Ps[r * LDP + cc] = to_bf(pv);
-      F[r * LDF + cc] = cc < r ? beta[r] * (ak[i][x] * rk[r] * rk[cc] * d) : 0.0f;
+    for (int h2 = 0; h2 < 2; ++h2) {
+      const int r = 16 * mt + g + 8 * h2;
+      const double Gr = G[r];
+      const float rqs = rq[r] * qscale, rkr = rk[r], br = beta[r];
+      float pv[2], lv[2];
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int cc = c0 + e;
+        const float d = cc <= r ? __expf(float(Gr - (e ? Gc.y : Gc.x))) : 0.0f;
+        const float rkcc = e ? rkc.y : rkc.x;
+        pv[e] = cc <= r ? aq[i][2 * h2 + e] * rqs * rkcc * d : 0.0f;
+        lv[e] = cc < r ? br * (ak[i][2 * h2 + e] * rkr * rkcc * d) : 0.0f;
+      }
+      *reinterpret_cast<uint32_t*>(Ps + r * LDP + c0) = pack_bf16(pv[0], pv[1]);
+      *reinterpret_cast<float2*>(F + r * LDF + c0) = make_float2(lv[0], lv[1]);
     }
   }
   if (tid < kC) {
