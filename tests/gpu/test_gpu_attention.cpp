@@ -168,3 +168,21 @@ TEST(GpuAttention, PrefillRowsAreBitwiseInvariantToChunksAndBatch) {
     EXPECT_TRUE(same_bits(rows_of(packed_part, ld, 90, 508), rows_of(whole, ld, 192, 508))) << "chunk in a batch";
   }
 }
+
+// More query tiles x heads than the GPU has SMs (480 items at head dim 128): each persistent block takes several
+// items in turn, its ring of key tiles and its turns going on from one to the next. Rows against the reference, and
+// bitwise the same as in calls of a few tiles each (one item per block).
+TEST(GpuAttention, PrefillBlocksTakingManyItemsMatchAndStayInvariant) {
+  REQUIRE_GPU();
+  Problem pb(32, 8, 128, {1100, 700});
+  const int64_t ld = pb.ldq;
+  const std::vector<Problem::Piece> both = {{0, 0, 1100}, {1, 0, 700}};
+  const std::vector<float> got = pb.gpu(both), want = pb.ref(both);
+  EXPECT_TRUE(close_rows(got.data(), ld, want.data(), ld, 1800, pb.Hq * pb.D, 2e-2, 2e-2));
+  const std::vector<int32_t> cuts = {0, 64, 320, 576, 832, 1100};
+  for (size_t i = 0; i + 1 < cuts.size(); ++i) {
+    const std::vector<float> part = pb.gpu({{0, cuts[i], cuts[i + 1]}});
+    EXPECT_TRUE(same_bits(part, rows_of(got, ld, cuts[i], cuts[i + 1] - cuts[i])))
+        << "chunk " << cuts[i] << ".." << cuts[i + 1];
+  }
+}

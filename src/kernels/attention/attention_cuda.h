@@ -47,6 +47,8 @@ int64_t attention_prefill_tile_rows(int64_t D);
 
 /// Flash attention for the query tiles listed in `tiles` ([n_tiles][2] device: sequence, first row of a tile of
 /// attention_prefill_tile_rows(D) rows within that sequence's new tokens). Head dims 16, 32, 64, 96, 128, 256.
+/// At head dim 128 the tiles are dealt to persistent blocks from the end of the list: listing them by the key
+/// positions they read, longest last, balances the blocks. No output bit depends on the order.
 void attention_prefill(const AttentionParams& p, const int32_t* tiles, int64_t n_tiles, cudaStream_t stream);
 
 /// attention_prefill's kernel at head dim 128 (Hopper wgmma, 128-row tiles); the others run on mma.sync.

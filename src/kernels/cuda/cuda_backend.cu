@@ -12,6 +12,7 @@
 // and anything that could move a buffer drops every graph (a release, a step larger than all before it, which may
 // grow buffers sized on first use such as the GEMM's staging copy); the next step of that key records it again.
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <string>
 #include <map>
@@ -228,9 +229,17 @@ class CudaBackend final : public Backend {
     kc::GdnChunkPlan plan = kc::gdn_plan_chunks(m.cu_seqlens, multi_);
     tiles_ = std::move(plan.chunks);
     first_chunk_ = std::move(plan.first_chunk);
-    tiles128_.clear();  // attention's query tiles at head dims up to 128
-    for (int32_t s : multi_)
-      for (int32_t r = 0; r < m.cu_seqlens[s + 1] - m.cu_seqlens[s]; r += 128) tiles128_.push_back(s), tiles128_.push_back(r);
+    // Attention's query tiles at head dims up to 128, by the key positions they read (the head-dim-128 kernel deals
+    // them to its persistent blocks from the end of the list: longest first balances the blocks; no bit depends on
+    // the order).
+    tile_keys_.clear();
+    for (int32_t s : multi_) {
+      const int32_t len = m.cu_seqlens[s + 1] - m.cu_seqlens[s];
+      for (int32_t r = 0; r < len; r += 128) tile_keys_.push_back({m.start_pos[s] + std::min(len, r + 128), s, r});
+    }
+    std::stable_sort(tile_keys_.begin(), tile_keys_.end(), [](const auto& a, const auto& b) { return a[0] < b[0]; });
+    tiles128_.clear();
+    for (const auto& t : tile_keys_) tiles128_.push_back(t[1]), tiles128_.push_back(t[2]);
     // Layout of the device copy (int32): tokens, positions, tok_seq [T] | cu_seqlens [n+1] | start_pos, slots [n] |
     // block tables [n, max_blocks] | single, multi lists | attention tiles [2 per tile].
     const size_t nb = size_t(std::max<int64_t>(m.max_blocks, 1));
@@ -679,6 +688,7 @@ class CudaBackend final : public Backend {
   std::vector<void*> owned_;
   StepMeta step_;
   std::vector<int32_t> single_, multi_, tiles_, first_chunk_, tiles128_;
+  std::vector<std::array<int32_t, 3>> tile_keys_;  // [n_tiles] (key positions, sequence, first row) of tiles128_
   static constexpr int64_t kDecodeGemmMaxSeqs = 32;
   bool decode_gemm_allowed_ = true;  // CudaOptions::decode_gemm
   bool decode_gemm_ = false;         // one-token rows take the decode GEMM (set by reserve_steps)
