@@ -433,7 +433,8 @@ struct GdnDevice {
   }
   /// Runs `chunked` or recurrent on sequences `which` (indices into the problem's lists), with their cu_seqlens
   /// optionally replaced (to run a part of each sequence).
-  void run(bool chunked, const std::vector<int32_t>& which, const std::vector<int32_t>* cu_override = nullptr) {
+  void run(bool chunked, const std::vector<int32_t>& which, const std::vector<int32_t>* cu_override = nullptr,
+           int value_slice = 0) {
     DevBuf list = upload_i32(which);
     DevBuf cu2 = upload_i32(cu_override ? *cu_override : pb.cu);
     kc::GdnParams p;
@@ -467,6 +468,7 @@ struct GdnDevice {
       DevBuf scratch(kc::gdn_chunked_scratch_bytes(n_chunks, c.Hv, c.Dk));
       scratch.poison();
       kc::GdnChunkWork w{chunks.get<int32_t>(), first.get<int32_t>(), n_chunks, scratch.get()};
+      w.value_slice = value_slice;
       kc::gdn_chunked(p, w, nullptr);
       CUDA_CHECK(cudaDeviceSynchronize());
     } else {
@@ -577,6 +579,13 @@ TEST_P(GpuGdn, ChunkedIsBitwiseInvariantToSplitsAndBatch) {
   dev.reset_state();
   dev.run(true, {s_c});
   EXPECT_TRUE(same_bits(seg(dev.outputs()), seg(out_all))) << "chunked: sequence " << s_c << " alone vs in the batch";
+  // Chunked, state slices of 32 columns instead of the default (48 where Dv allows): the same sums.
+  if (pb.cs.Dv % 48 == 0) {
+    dev.reset_state();
+    dev.run(true, all_seqs(pb), nullptr, 32);
+    EXPECT_TRUE(same_bits(dev.outputs(), out_all)) << "chunked: 32-column state slices vs 48";
+    EXPECT_TRUE(same_bits(dev.states(), st_all)) << "chunked: state, 32-column slices vs 48";
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, GpuGdn,

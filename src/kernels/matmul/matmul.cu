@@ -245,15 +245,18 @@ void launch_vec(const DecodeParams& p, int kw, cudaStream_t stream) {
   else launch<RG, TN, U, PREFETCH, false>(p, kw, stream);
 }
 
-// How the weights are staged, by row groups (measured best on H100): 4 chunks a stage at 8-16 rows; 2 chunks with
-// the next stage prefetched at 32 (the products start to take as long as the loads); 2 chunks at 64 (the prefetch
-// costs more registers than it hides). From 17 rows, `layout` 1 and 2 give each warp two weight tiles sharing its x
-// reads (2: with the prefetch at 32 rows). Every layout gives the same bits.
+// How the weights are staged, by row groups: 2 chunks a stage with the next stage prefetched up to 32 rows, without
+// the prefetch at 64 (it costs more registers than it hides). At 1-16 rows the H100 measured 4 chunks without the
+// prefetch best; on the H200 (more bandwidth, so more bytes in flight wanted) the prefetch wins on every Olmo 7B
+// shape (bench-kernels --only gemm, 2026-11-27 17:56 UTC, R = 1: lm_head 221.9 -> 187.2 µs = 82 -> 98% of copy
+// bandwidth, gate+up 60.5 -> 46.3 µs, q+k+v 30.7 -> 27.1 µs; the 7B batch-1 step 5.66 -> 4.78 ms); the H100 is to
+// be measured again. From 17 rows, `layout` 1 and 2 give each warp two weight tiles sharing its x reads (2: with the
+// prefetch at 32 rows). Staging and layout change no sum: every choice gives the same bits.
 template <int RG>
 void launch(const DecodeParams& p, int kw, int layout, cudaStream_t stream) {
-  constexpr int U = RG <= 2 ? 4 : 2;
+  constexpr int U = 2;
   if constexpr (RG < 4) {
-    launch_vec<RG, 1, U, false>(p, kw, stream);
+    launch_vec<RG, 1, U, true>(p, kw, stream);
   } else {
     if (layout == 1) launch_vec<RG, 2, U, false>(p, kw, stream);
     else if (layout == 2) launch_vec<RG, 2, U, RG == 4>(p, kw, stream);
