@@ -98,15 +98,13 @@ std::vector<std::pair<size_t, std::vector<int32_t>>> decode_all(const Twin& t, s
   return w;
 }
 
-}  // namespace
-
 // The decode attention's grid comes from the bound max_kv, not from the lengths (what lets a graph replay with any
 // lengths): the outputs are bitwise the same for any bound, parts past a sequence's length are skipped, and they
 // agree with a float64 softmax over the bf16 cache.
-TEST(GpuGraphs, AttentionDecodeIsBitwiseTheSameForAnyLengthBound) {
-  REQUIRE_GPU();
+void check_decode_any_bound(int64_t Hq, int64_t Hkv, int64_t D, int64_t bs) {
+  SCOPED_TRACE("Hq " + std::to_string(Hq) + " Hkv " + std::to_string(Hkv) + " D " + std::to_string(D) + " block " +
+               std::to_string(bs));
   namespace kc = kernels::cuda;
-  const int64_t Hq = 8, Hkv = 2, D = 128, bs = 16;
   const std::vector<int64_t> lens = {1, 511, 512, 513, 1700};
   const int64_t n = int64_t(lens.size()), width = 4096 / bs, n_blocks = n * width;
   Rng rng(next_seed());
@@ -166,6 +164,21 @@ TEST(GpuGraphs, AttentionDecodeIsBitwiseTheSameForAnyLengthBound) {
       }
     }
   EXPECT_TRUE(close(outs[0], want, 2e-2, 2e-2));
+}
+
+}  // namespace
+
+TEST(GpuGraphs, AttentionDecodeIsBitwiseTheSameForAnyLengthBound) {
+  REQUIRE_GPU();
+  check_decode_any_bound(8, 2, 128, 16);
+}
+
+// The same at every head dim class of the decode kernel (lanes per cache row 1 ... 32, head dims that leave lanes
+// idle), grouped and plain heads, and blocks of 8 and 32 positions.
+TEST(GpuGraphs, AttentionDecodeIsBitwiseTheSameForAnyLengthBoundAtEveryHeadDim) {
+  REQUIRE_GPU();
+  for (int64_t D : {8, 16, 24, 40, 64, 96, 136, 200, 256}) check_decode_any_bound(6, D % 16 == 0 ? 3 : 6, D, 8);
+  check_decode_any_bound(4, 4, 128, 32);
 }
 
 // Every batch size 1 ... 64: the buckets 1, 2, 4, 8, 16, 24, 32, 48, 64 and every size padded up to one.
