@@ -7,16 +7,16 @@
 // Chunked, per chunk of n tokens (rows i, j), with G = cumsum(g) (float64), γ = exp(G), tail = exp(G_n − G),
 // rq, rk the rows' inverse norms, s = 1/sqrt(Dk), and q, k, v the raw bf16 inputs:
 //   P  = lower((rq·s)_i rk_j (q·kᵀ)_ij exp(G_i − G_j))      L = strictly-lower(β_i rk_i rk_j (k·kᵀ)_ij exp(G_i − G_j))
-//   T  = (I + L)⁻¹  (float32: 16×16 diagonal blocks by substitution, then the off-diagonal blocks)
-//   R  = β ⊙ (V − γ·rk ⊙ (K·S))       Ũ = T·R
-//   O  = γ·rq·s ⊙ (Q·S) + P·Ũ         S ← γ_n·S + Kᵀ·(tail·rk ⊙ Ũ)
-// Prep kernel (one block per chunk and head, all in parallel): P, T and the row scales into a scratch record.
-// State kernel (one block of 8 warps per sequence, head and BV state columns): walks the chunks in order with the
-// state slice in shared memory (float32, plus a bf16 copy as the tensor-core operand), the next chunk's inputs
-// prefetched. Products run on tensor cores (mma.sync m16n8k16, bf16 operands, float32 accumulation) straight on the
-// raw inputs; norms, γ, β and tail scale float32 results, never rounded operands. Every output element sums its
-// products in one fixed order, independent of BV, of the other sequences and of where the caller split the
-// sequence (at multiples of 64).
+//   T  = (I + L)⁻¹ (float32: diagonal 16×16 blocks by substitution, the rest by block products, 3xTF32)
+//   P' = P·T      W' = Kᵀ·diag(tail·rk)·T      R = β ⊙ (V − γ·rk ⊙ (K·S))
+//   O  = γ·rq·s ⊙ (Q·S) + P'·R                 S ← γ_n·S + W'·R
+// Prep kernel (one block per chunk and head, all in parallel): P', W' and the row scales into a scratch record.
+// State kernel (one block of 16 warps per sequence, head and BV state columns): walks the chunks in order, two
+// phases a chunk, the state slice in the registers of the warps that update it (float32) and its bf16 copy in
+// shared memory as the tensor-core operand, later chunks' inputs loaded by cp.async meanwhile. Products run on
+// tensor cores (mma.sync m16n8k16, bf16 operands, float32 accumulation); q·kᵀ, k·kᵀ, K·S and Q·S straight on the
+// raw inputs, norms, γ, β and tail scaling float32 results. Every output element sums its products in one fixed
+// order, independent of BV, of the other sequences and of where the caller split the sequence (at multiples of 64).
 #include <algorithm>
 #include <cmath>
 #include <type_traits>
