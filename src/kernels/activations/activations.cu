@@ -5,6 +5,7 @@
 #include "kernels/activations/activations_cuda.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device_utils.cuh"
+#include "kernels/cuda/launch.cuh"
 
 namespace hyrax::kernels::cuda {
 namespace {
@@ -23,6 +24,7 @@ struct AddOp {
 
 template <class Op, int V>
 __global__ void binary_kernel(View2d a, View2d b, View2d y, int64_t T, int64_t C) {
+  hyrax::cuda::begin_after_previous_grids();
   const int64_t cv = C / V, n = T * cv;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t t = i / cv, c = (i % cv) * V;
@@ -54,9 +56,8 @@ void launch(View2d a, View2d b, View2d y, int64_t T, int64_t C, cudaStream_t str
   const int64_t n = T * (vec ? C / 8 : C);
   const int threads = 256;
   const unsigned blocks = unsigned(std::min<int64_t>((n + threads - 1) / threads, 132 * 16));
-  if (vec) binary_kernel<Op, 8><<<blocks, threads, 0, stream>>>(a, b, y, T, C);
-  else binary_kernel<Op, 1><<<blocks, threads, 0, stream>>>(a, b, y, T, C);
-  CUDA_CHECK_LAUNCH(what);
+  hyrax::cuda::launch(what, vec ? binary_kernel<Op, 8> : binary_kernel<Op, 1>, dim3(blocks), dim3(threads), 0, stream,
+                      a, b, y, T, C);
 }
 
 }  // namespace

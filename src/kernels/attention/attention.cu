@@ -16,6 +16,7 @@
 #include "kernels/attention/attention_cuda.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device_utils.cuh"
+#include "kernels/cuda/launch.cuh"
 
 namespace hyrax::kernels::cuda {
 namespace {
@@ -31,6 +32,7 @@ __device__ __forceinline__ int64_t kv_offset(const PagedKv& kv, int s, int64_t p
 
 template <int V>
 __global__ void kv_write_kernel(AttnBatch b, const bf16* k, int64_t ldk, const bf16* v, int64_t ldv, PagedKv kv) {
+  hyrax::cuda::begin_after_previous_grids();
   const int64_t row = kv.Hkv * kv.D, per_tok = row / V, n = b.T * per_tok;
   for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < n; e += int64_t(gridDim.x) * blockDim.x) {
     const int64_t t = e / per_tok, r = (e % per_tok) * V;
@@ -68,6 +70,7 @@ constexpr size_t prefill_smem() {
 
 template <int D>
 __global__ __launch_bounds__(kPrefillThreads) void attn_prefill_kernel(AttentionParams p, const int32_t* tiles) {
+  hyrax::cuda::begin_after_previous_grids();
   constexpr int MT = prefill_mt<D>(), BM = prefill_rows<D>();
   extern __shared__ __align__(16) unsigned char smem[];
   constexpr int LD = D + 8, CPR = D / 8;  // row stride in elements; 16-byte chunks per row
@@ -259,8 +262,8 @@ void launch_prefill(const AttentionParams& p, const int32_t* tiles, int64_t n_ti
     CUDA_CHECK(cudaFuncSetAttribute(attn_prefill_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
     configured = true;
   }
-  attn_prefill_kernel<D><<<dim3(unsigned(n_tiles), unsigned(p.Hq)), kPrefillThreads, smem, stream>>>(p, tiles);
-  CUDA_CHECK_LAUNCH("attention_prefill");
+  hyrax::cuda::launch("attention_prefill", attn_prefill_kernel<D>, dim3(unsigned(n_tiles), unsigned(p.Hq)),
+                      dim3(kPrefillThreads), smem, stream, p, tiles);
 }
 
 // ---- decode ------------------------------------------------------------------------------------------------------
@@ -278,6 +281,7 @@ constexpr int64_t kDecodeBlocks = 8192;  // blocks a decode launch aims at (thos
 template <int G, int U, int T>
 __global__ __launch_bounds__(T) void attn_decode_kernel(AttentionParams p, const int32_t* seqs, int64_t max_parts,
                                                         float* scratch) {
+  hyrax::cuda::begin_after_previous_grids();
   constexpr int NG = T / G, RPL = int(kDecodePart) / T;
   static_assert(U % RPL == 0 && U <= RPL * G, "a pass's rows must come from whole lanes of the row index");
   __shared__ float ored[NG][G * 8];
@@ -383,6 +387,7 @@ __global__ __launch_bounds__(T) void attn_decode_kernel(AttentionParams p, const
 // Merges a sequence's parts in part order (maxima in the log2 domain, as the parts wrote them).
 __global__ void attn_decode_merge_kernel(AttentionParams p, const int32_t* seqs, int64_t max_parts,
                                          const float* scratch) {
+  hyrax::cuda::begin_after_previous_grids();
   const int i = blockIdx.y;
   const int64_t h = blockIdx.x;
   const int s = seqs[i];
@@ -407,12 +412,15 @@ __global__ void attn_decode_merge_kernel(AttentionParams p, const int32_t* seqs,
 void launch_decode_parts(const AttentionParams& p, const int32_t* seqs, int64_t max_parts, float* scratch, dim3 grid,
                          cudaStream_t stream) {
   const int64_t D = p.kv.D;
-  if (D <= 8) attn_decode_kernel<1, 4, 128><<<grid, 128, 0, stream>>>(p, seqs, max_parts, scratch);
-  else if (D <= 16) attn_decode_kernel<2, 8, 128><<<grid, 128, 0, stream>>>(p, seqs, max_parts, scratch);
-  else if (D <= 32) attn_decode_kernel<4, 8, 128><<<grid, 128, 0, stream>>>(p, seqs, max_parts, scratch);
-  else if (D <= 64) attn_decode_kernel<8, 8, 128><<<grid, 128, 0, stream>>>(p, seqs, max_parts, scratch);
-  else if (D <= 128) attn_decode_kernel<16, 4, 256><<<grid, 256, 0, stream>>>(p, seqs, max_parts, scratch);
-  else attn_decode_kernel<32, 8, 128><<<grid, 128, 0, stream>>>(p, seqs, max_parts, scratch);
+  auto go = [&](auto kernel, unsigned threads) {
+    hyrax::cuda::launch("attention_decode", kernel, grid, dim3(threads), 0, stream, p, seqs, max_parts, scratch);
+  };
+  if (D <= 8) go(attn_decode_kernel<1, 4, 128>, 128);
+  else if (D <= 16) go(attn_decode_kernel<2, 8, 128>, 128);
+  else if (D <= 32) go(attn_decode_kernel<4, 8, 128>, 128);
+  else if (D <= 64) go(attn_decode_kernel<8, 8, 128>, 128);
+  else if (D <= 128) go(attn_decode_kernel<16, 4, 256>, 256);
+  else go(attn_decode_kernel<32, 8, 128>, 128);
 }
 
 void check_params(const AttentionParams& p) {
@@ -439,9 +447,8 @@ void kv_cache_write(const AttnBatch& b, const __nv_bfloat16* k, int64_t ldk, con
   const int64_t n = b.T * (vec ? row / 8 : row);
   const int threads = 256;
   const unsigned blocks = unsigned(std::min<int64_t>((n + threads - 1) / threads, 132 * 16));
-  if (vec) kv_write_kernel<8><<<blocks, threads, 0, stream>>>(b, k, ldk, v, ldv, kv);
-  else kv_write_kernel<1><<<blocks, threads, 0, stream>>>(b, k, ldk, v, ldv, kv);
-  CUDA_CHECK_LAUNCH("kv_cache_write");
+  hyrax::cuda::launch("kv_cache_write", vec ? kv_write_kernel<8> : kv_write_kernel<1>, dim3(blocks), dim3(threads), 0,
+                      stream, b, k, ldk, v, ldv, kv);
 }
 
 void attention_prefill(const AttentionParams& p, const int32_t* tiles, int64_t n_tiles, cudaStream_t stream) {
@@ -481,9 +488,8 @@ void attention_decode(const AttentionParams& p, const int32_t* seqs, int64_t n, 
   // Hq only, and a part's bits on nothing but its sequence (a recorded step graph replays with any lengths).
   const int64_t grid_parts = std::clamp<int64_t>(kDecodeBlocks / (p.Hq * n), 1, max_parts);
   launch_decode_parts(p, seqs, max_parts, scratch, dim3(unsigned(grid_parts), unsigned(p.Hq), unsigned(n)), stream);
-  CUDA_CHECK_LAUNCH("attention_decode");
-  attn_decode_merge_kernel<<<dim3(unsigned(p.Hq), unsigned(n)), 128, 0, stream>>>(p, seqs, max_parts, scratch);
-  CUDA_CHECK_LAUNCH("attention_decode (merge)");
+  hyrax::cuda::launch("attention_decode (merge)", attn_decode_merge_kernel, dim3(unsigned(p.Hq), unsigned(n)),
+                      dim3(128), 0, stream, p, seqs, max_parts, scratch);
 }
 
 }  // namespace hyrax::kernels::cuda

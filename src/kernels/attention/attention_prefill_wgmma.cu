@@ -29,6 +29,7 @@
 #include "kernels/attention/attention_cuda.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device_utils.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/wgmma.cuh"
 
 namespace hyrax::kernels::cuda {
@@ -95,6 +96,7 @@ __device__ __forceinline__ int item_of_round(int r) {
 
 __global__ __launch_bounds__(kThreads, 1) void attn_prefill_wgmma_kernel(AttentionParams p, const int32_t* tiles,
                                                                           int n_tiles, int n_items) {
+  hyrax::cuda::begin_after_previous_grids();
   extern __shared__ unsigned char smem_raw[];
   unsigned char* smem =
       reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
@@ -363,8 +365,8 @@ void attention_prefill_d128_wgmma(const AttentionParams& p, const int32_t* tiles
   }
   const int n_items = int(n_tiles * p.Hq);
   const unsigned grid = unsigned(std::min(n_items, n_sms));
-  attn_prefill_wgmma_kernel<<<grid, kThreads, kSmemBytes, stream>>>(p, tiles, int(n_tiles), n_items);
-  CUDA_CHECK_LAUNCH("attention_prefill (wgmma, D=128)");
+  hyrax::cuda::launch("attention_prefill (wgmma, D=128)", attn_prefill_wgmma_kernel, dim3(grid), dim3(kThreads),
+                      kSmemBytes, stream, p, tiles, int(n_tiles), n_items);
 }
 
 }  // namespace hyrax::kernels::cuda

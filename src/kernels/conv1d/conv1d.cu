@@ -12,6 +12,7 @@
 #include "kernels/conv1d/conv1d_cuda.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device_utils.cuh"
+#include "kernels/cuda/launch.cuh"
 
 namespace hyrax::kernels::cuda {
 namespace {
@@ -21,6 +22,7 @@ using hyrax::cuda::to_bf;
 using hyrax::cuda::to_f;
 
 __global__ void conv1d_out_kernel(Conv1dParams p) {
+  hyrax::cuda::begin_after_previous_grids();
   const int64_t n = p.T * p.C, S = p.W - 1;
   for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < n; e += int64_t(gridDim.x) * blockDim.x) {
     const int64_t t = e / p.C, c = e % p.C;
@@ -41,6 +43,7 @@ constexpr int kRun = 16;  // tokens per thread in the vectorized kernel
 
 template <int W>
 __global__ void conv1d_out_vec_kernel(Conv1dParams p) {
+  hyrax::cuda::begin_after_previous_grids();
   static_assert(W >= 2, "a window of at least two taps");
   constexpr int S = W - 1;
   const int64_t c0 = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 8;
@@ -101,6 +104,7 @@ __global__ void conv1d_out_vec_kernel(Conv1dParams p) {
 }
 
 __global__ void conv1d_state_kernel(Conv1dParams p) {
+  hyrax::cuda::begin_after_previous_grids();
   const int64_t n = p.n_seqs * p.C, S = p.W - 1;
   for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < n; e += int64_t(gridDim.x) * blockDim.x) {
     const int64_t s = e / p.C, c = e % p.C;
@@ -133,15 +137,14 @@ void conv1d(const Conv1dParams& p, cudaStream_t stream) {
       (p.T + kRun - 1) / kRun <= 65535) {
     const int vt = 128;
     const dim3 grid(unsigned((p.C / 8 + vt - 1) / vt), unsigned((p.T + kRun - 1) / kRun));
-    conv1d_out_vec_kernel<4><<<grid, vt, 0, stream>>>(p);
+    hyrax::cuda::launch("conv1d (outputs)", conv1d_out_vec_kernel<4>, grid, dim3(vt), 0, stream, p);
   } else {
-    conv1d_out_kernel<<<blocks_for(p.T * p.C, threads), threads, 0, stream>>>(p);
+    hyrax::cuda::launch("conv1d (outputs)", conv1d_out_kernel, dim3(blocks_for(p.T * p.C, threads)), dim3(threads), 0,
+                        stream, p);
   }
-  CUDA_CHECK_LAUNCH("conv1d (outputs)");
-  if (p.W > 1) {
-    conv1d_state_kernel<<<blocks_for(p.n_seqs * p.C, threads), threads, 0, stream>>>(p);
-    CUDA_CHECK_LAUNCH("conv1d (state)");
-  }
+  if (p.W > 1)
+    hyrax::cuda::launch("conv1d (state)", conv1d_state_kernel, dim3(blocks_for(p.n_seqs * p.C, threads)), dim3(threads),
+                        0, stream, p);
 }
 
 }  // namespace hyrax::kernels::cuda

@@ -223,10 +223,11 @@ void bench_gdn(const Limits& L, cudaStream_t s, bool quick) {
                 "slices %.3f ms)\n",
                 ms_prep, ms_state, ms_state * 1e3 / double(c.len / 64), ms_state32);
   }
-  // Decode: recurrent kernel, one token per sequence; states rotated so that the working set exceeds L2.
+  // Decode: recurrent kernel, one token per sequence; states rotated so that the working set exceeds L2, and at
+  // least two sets, since a launch reads its state before the launch before it has finished (launch.cuh).
   for (int64_t B : {1, 32, 256}) {
     const double state_bytes = double(B * kH * kDk * kDv) * 4;
-    const int64_t rot = std::clamp<int64_t>(int64_t(256e6 / state_bytes), 1, 64);
+    const int64_t rot = std::clamp<int64_t>(int64_t(256e6 / state_bytes), 2, 64);
     GdnInputs in(B, B, s);
     std::vector<int32_t> cu, ids;
     for (int64_t i = 0; i <= B; ++i) cu.push_back(int32_t(i));

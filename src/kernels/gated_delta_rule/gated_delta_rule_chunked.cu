@@ -18,6 +18,7 @@
 #include <type_traits>
 
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/gated_delta_rule/gdn_common.cuh"
 
 namespace hyrax::kernels::cuda {
@@ -128,6 +129,7 @@ __device__ __forceinline__ void store_acc(float* D, int ld, int r0, int c0, cons
 
 template <int KP>
 __global__ __launch_bounds__(kPrepThreads) void gdn_chunk_prep_kernel(GdnParams p, GdnChunkWork w, bool vec) {
+  hyrax::cuda::begin_after_previous_grids();
   using L = PrepSmem<KP>;
   constexpr int LDK = L::LDK, LDF = L::LDF, LDP = L::LDP, LDM = L::LDM, KS = KP / 16;
   extern __shared__ __align__(16) unsigned char sm[];
@@ -397,6 +399,7 @@ constexpr int state_stages() {
 template <int KP, int BV, int STAGES>
 __global__ __launch_bounds__(kStateThreads, 1) void gdn_chunk_state_kernel(GdnParams p, GdnChunkWork w, bool vec,
                                                                           bool vec_out) {
+  hyrax::cuda::begin_after_previous_grids();
   using L = StateSmem<KP, BV, STAGES>;
   static_assert(L::total <= 227 * 1024, "state block needs more shared memory than an SM has");
   constexpr int LDK = L::LDK, LDV = L::LDV, LDC = L::LDC;
@@ -676,15 +679,14 @@ void launch_chunked(const GdnParams& p, const GdnChunkWork& w, bool vec, int pha
     configured = true;
   }
   if ((phases & kPrep) && w.n_chunks > 0) {
-    gdn_chunk_prep_kernel<KP><<<dim3(unsigned(w.n_chunks), unsigned(p.Hv)), kPrepThreads, prep_smem, stream>>>(
-        p, w, vec);
-    CUDA_CHECK_LAUNCH("gdn_chunked (prep)");
+    hyrax::cuda::launch("gdn_chunked (prep)", gdn_chunk_prep_kernel<KP>, dim3(unsigned(w.n_chunks), unsigned(p.Hv)),
+                        dim3(kPrepThreads), prep_smem, stream, p, w, vec);
   }
   if (phases & kState) {
     const dim3 grid(unsigned((p.Dv + BV - 1) / BV), unsigned(p.Hv), unsigned(p.n));
     const bool vec_out = p.ld_out % 2 == 0 && (reinterpret_cast<uintptr_t>(p.out) & 3) == 0;
-    gdn_chunk_state_kernel<KP, BV, STAGES><<<grid, kStateThreads, state_smem, stream>>>(p, w, vec, vec_out);
-    CUDA_CHECK_LAUNCH("gdn_chunked (state)");
+    hyrax::cuda::launch("gdn_chunked (state)", gdn_chunk_state_kernel<KP, BV, STAGES>, grid, dim3(kStateThreads),
+                        state_smem, stream, p, w, vec, vec_out);
   }
 }
 

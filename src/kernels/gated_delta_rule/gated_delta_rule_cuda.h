@@ -39,7 +39,8 @@ struct GdnParams {
   bool allow_neg_eigval = true;
 };
 
-/// Recurrent form; any number of tokens per sequence.
+/// Recurrent form; any number of tokens per sequence. It reads the state of its sequences before the kernel launched
+/// just before it on the stream has finished (kernels/cuda/launch.cuh): that kernel must not write those slots.
 void gdn_recurrent(const GdnParams& p, cudaStream_t stream);
 
 /// The chunks of the chunked form, made on the host from the host copy of cu_seqlens.

@@ -6,6 +6,7 @@
 #include "core/check.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device_utils.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/rms_norm/rms_norm_cuda.h"
 
 namespace hyrax::kernels::cuda {
@@ -28,6 +29,7 @@ enum Mode { kPlain, kAddThenNorm, kNormThenAdd };
 // Each rounds where the unfused ops (add, rms_norm) round, so the fused forms give the same bits.
 template <bool VEC, int MODE>
 __global__ void rms_norm_kernel(RmsNormParams p) {
+  hyrax::cuda::begin_after_previous_grids();
   __shared__ float red[32];
   const int64_t row = blockIdx.x;
   const bf16* x = p.x + row * p.ldx;
@@ -105,13 +107,13 @@ void launch_rms_norm(const RmsNormParams& p, cudaStream_t stream, const char* wh
                    (MODE == kPlain || (p.ldr % 8 == 0 && aligned16(p.res)));
   const int64_t per_thread = vec ? 8 : 1;
   const int threads = int(std::min<int64_t>(256, std::max<int64_t>(32, (p.C / per_thread + 31) / 32 * 32)));
-  if (vec) rms_norm_kernel<true, MODE><<<unsigned(p.T), threads, 0, stream>>>(p);
-  else rms_norm_kernel<false, MODE><<<unsigned(p.T), threads, 0, stream>>>(p);
-  CUDA_CHECK_LAUNCH(what);
+  hyrax::cuda::launch(what, vec ? rms_norm_kernel<true, MODE> : rms_norm_kernel<false, MODE>, dim3(unsigned(p.T)),
+                      dim3(threads), 0, stream, p);
 }
 
 // One warp per (token, head).
 __global__ void gated_rms_norm_kernel(GatedRmsNormParams p) {
+  hyrax::cuda::begin_after_previous_grids();
   const int64_t item = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   if (item >= p.T * p.H) return;
   const int lane = threadIdx.x & 31;
@@ -144,8 +146,8 @@ void gated_rms_norm(const GatedRmsNormParams& p, cudaStream_t stream) {
   HYRAX_CHECK(p.ldx >= row && p.ldg >= row && p.ldy >= row, "row strides below H*D=", row);
   const int64_t items = p.T * p.H;
   const int warps = 8;
-  gated_rms_norm_kernel<<<unsigned((items + warps - 1) / warps), warps * 32, 0, stream>>>(p);
-  CUDA_CHECK_LAUNCH("gated_rms_norm");
+  hyrax::cuda::launch("gated_rms_norm", gated_rms_norm_kernel, dim3(unsigned((items + warps - 1) / warps)),
+                      dim3(warps * 32), 0, stream, p);
 }
 
 }  // namespace hyrax::kernels::cuda

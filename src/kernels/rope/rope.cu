@@ -5,6 +5,7 @@
 #include "core/check.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device_utils.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/rope/rope_cuda.h"
 
 namespace hyrax::kernels::cuda {
@@ -14,6 +15,7 @@ using hyrax::cuda::to_bf;
 using hyrax::cuda::to_f;
 
 __global__ void rope_kernel(RopeParams p) {
+  hyrax::cuda::begin_after_previous_grids();
   const int64_t half = p.D / 2, n = p.T * p.H * half;
   for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < n; e += int64_t(gridDim.x) * blockDim.x) {
     const int64_t i = e % half, h = (e / half) % p.H, t = e / (half * p.H);
@@ -39,8 +41,7 @@ void rope(const RopeParams& p, cudaStream_t stream) {
   const int64_t n = p.T * p.H * (p.D / 2);
   const int threads = 256;
   const unsigned blocks = unsigned(std::min<int64_t>((n + threads - 1) / threads, 132 * 16));
-  rope_kernel<<<blocks, threads, 0, stream>>>(p);
-  CUDA_CHECK_LAUNCH("rope");
+  hyrax::cuda::launch("rope", rope_kernel, dim3(blocks), dim3(threads), 0, stream, p);
 }
 
 }  // namespace hyrax::kernels::cuda

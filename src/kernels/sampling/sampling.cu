@@ -26,6 +26,7 @@
 
 #include "core/check.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/sampling/sampling_cuda.h"
 
 namespace hyrax::kernels::cuda {
@@ -561,6 +562,7 @@ __device__ int32_t sample_filtered(Smem& S, const Row& r, const SampleRow& p) {
 }
 
 __global__ void __launch_bounds__(kThreads) sample_kernel(SampleParams p) {
+  hyrax::cuda::begin_after_previous_grids();
   extern __shared__ __align__(16) unsigned char smem_raw[];
   Smem& S = *reinterpret_cast<Smem*>(smem_raw);
   const int64_t row = blockIdx.x;
@@ -594,8 +596,7 @@ void sample(const SampleParams& p, cudaStream_t stream) {
     CUDA_CHECK(cudaFuncSetAttribute(sample_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sizeof(Smem))));
     configured = true;
   }
-  sample_kernel<<<unsigned(p.R), kThreads, sizeof(Smem), stream>>>(p);
-  CUDA_CHECK_LAUNCH("sample");
+  hyrax::cuda::launch("sample", sample_kernel, dim3(unsigned(p.R)), dim3(kThreads), sizeof(Smem), stream, p);
 }
 
 // ---- SampleRunner -------------------------------------------------------------------------------------------------
