@@ -186,7 +186,8 @@ struct Varlen {
 /// conv1d on the GPU over x [T, C] (row stride ld, also y's) with taps w [C, W]; `state` (the pool, host copy) is
 /// updated. Returns y [T, ld] (padding columns NaN).
 std::vector<float> gpu_conv1d(const Varlen& v, const std::vector<int32_t>& slots, const std::vector<float>& x,
-                              int64_t ld, const std::vector<float>& w, int64_t C, int64_t W, std::vector<float>& state) {
+                              int64_t ld, const std::vector<float>& w, int64_t C, int64_t W, std::vector<float>& state,
+                              bool one_token_each = false) {
   const int64_t T = v.T();
   DevBuf dx = upload_bf16(x), dw = upload_f32(w), dst = upload_f32(state), dy(size_t(T * ld) * 2);
   DevBuf dcu = upload_i32(v.cu), dsl = upload_i32(slots), dts = upload_i32(v.tok_seq);
@@ -205,6 +206,7 @@ std::vector<float> gpu_conv1d(const Varlen& v, const std::vector<int32_t>& slots
   p.w = dw.get<float>();
   p.C = C;
   p.W = W;
+  p.one_token_each = one_token_each;
   kc::conv1d(p, nullptr);
   state = download_f32(dst, state.size());
   return download_bf16(dy, size_t(T * ld));
@@ -275,6 +277,50 @@ TEST(GpuConv1dPaths, VectorizedAndPerElementKernelsAgreeBitwise) {
     outs.push_back(packed);
   }
   EXPECT_TRUE(same_bits(outs[0], outs[1]));
+}
+
+// Decode: every sequence one token. The one-launch kernel against the two-launch path (bitwise, outputs and state)
+// and the reference, at aligned and unaligned rows.
+TEST(GpuConv1dPaths, DecodeKernelMatchesTwoLaunchPathBitwise) {
+  REQUIRE_GPU();
+  const uint64_t seed = next_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  Rng rng(seed);
+  const int64_t W = 4, n_slots = 9;
+  const std::vector<int32_t> slots = {4, 0, 8, 5, 6, 1, 3};
+  const Varlen v({1, 1, 1, 1, 1, 1, 1});
+  const int64_t T = v.T();
+  for (const auto& [C, ld] : {std::pair<int64_t, int64_t>{64, 64}, {40, 44}}) {
+    auto x = strided(rng, T, C, ld);
+    auto w = rng.normal_vec(size_t(C * W), 0.5f);
+    const auto state0 = rng.normal_vec(size_t(n_slots * (W - 1) * C));
+    auto st_two = state0, st_one = state0, st_ref = state0;
+    const auto y_two = gpu_conv1d(v, slots, x, ld, w, C, W, st_two, false);
+    const auto y_one = gpu_conv1d(v, slots, x, ld, w, C, W, st_one, true);
+    std::vector<float> y_ref(size_t(T * ld));
+    kernels::Conv1dParams rp;
+    rp.n_seqs = int64_t(slots.size());
+    rp.cu_seqlens = v.cu.data();
+    rp.state_slots = slots.data();
+    rp.state = st_ref.data();
+    rp.x = x.data();
+    rp.ldx = ld;
+    rp.y = y_ref.data();
+    rp.ldy = ld;
+    rp.w = w.data();
+    rp.C = C;
+    rp.W = W;
+    kernels::conv1d_ref(rp);
+    std::vector<float> a, b;
+    for (int64_t t = 0; t < T; ++t) {
+      a.insert(a.end(), y_one.begin() + t * ld, y_one.begin() + t * ld + C);
+      b.insert(b.end(), y_two.begin() + t * ld, y_two.begin() + t * ld + C);
+    }
+    EXPECT_TRUE(same_bits(a, b)) << "outputs, C=" << C;
+    EXPECT_TRUE(same_bits(st_one, st_two)) << "state, C=" << C;
+    EXPECT_TRUE(same_bits(st_one, st_ref)) << "state vs reference, C=" << C;
+    EXPECT_TRUE(close_rows(y_one.data(), ld, y_ref.data(), ld, T, C, 1e-5, 4e-3)) << "outputs vs reference, C=" << C;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Layouts, GpuConv1d,

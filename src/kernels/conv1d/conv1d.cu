@@ -1,6 +1,6 @@
 // conv1d on the GPU: the outputs first (taps summed in order j = 0 .. W-1 from 0 with fmaf), then one thread per
 // (sequence, channel) shifts the last W-1 inputs into the state. Two launches, so that every output reads the state
-// as it was before the step.
+// as it was before the step; one where every sequence has one token (decode).
 //
 // Outputs: where W = 4 and rows are 16-byte aligned, a thread owns 8 channels of a run of 16 tokens, loads each input
 // once (16-byte loads) and slides its window over the run, rebuilding it from the state or the inputs where a new
@@ -119,6 +119,24 @@ __global__ void conv1d_state_kernel(Conv1dParams p) {
   }
 }
 
+// One token per sequence (decode): the output and the state in one launch, a thread per (sequence, channel) reading
+// its state rows before it shifts them. The same products in the same order as the kernels above: the same bits.
+__global__ void conv1d_decode_kernel(Conv1dParams p) {
+  hyrax::cuda::begin_after_previous_grids();
+  const int64_t n = p.n_seqs * p.C, S = p.W - 1;
+  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < n; e += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t s = e / p.C, c = e % p.C, t = p.cu_seqlens[s];
+    float* st = p.state + int64_t(p.state_slots[s]) * S * p.C;
+    float acc = 0.0f;
+    for (int64_t j = 0; j < S; ++j) acc = fmaf(p.w[c * p.W + j], st[j * p.C + c], acc);
+    const float xv = to_f(p.x[t * p.ldx + c]);
+    acc = fmaf(p.w[c * p.W + S], xv, acc);
+    p.y[t * p.ldy + c] = to_bf(p.silu ? silu(acc) : acc);
+    for (int64_t r = 0; r + 1 < S; ++r) st[r * p.C + c] = st[(r + 1) * p.C + c];
+    if (S > 0) st[(S - 1) * p.C + c] = xv;
+  }
+}
+
 unsigned blocks_for(int64_t n, int threads) { return unsigned(std::min<int64_t>((n + threads - 1) / threads, 132 * 32)); }
 
 }  // namespace
@@ -132,6 +150,12 @@ void conv1d(const Conv1dParams& p, cudaStream_t stream) {
   HYRAX_CHECK(p.ldx >= p.C && p.ldy >= p.C, "row strides ldx=", p.ldx, " ldy=", p.ldy, " below C=", p.C);
   HYRAX_CHECK(static_cast<const void*>(p.x) != static_cast<const void*>(p.y), "y must not alias x");
   const int threads = 256;
+  if (p.one_token_each) {
+    HYRAX_CHECK(p.T == p.n_seqs, "conv1d: one token each, but T=", p.T, " for ", p.n_seqs, " sequences");
+    hyrax::cuda::launch("conv1d (decode)", conv1d_decode_kernel, dim3(blocks_for(p.n_seqs * p.C, threads)),
+                        dim3(threads), 0, stream, p);
+    return;
+  }
   auto aligned = [](const void* ptr, int64_t ld) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0 && ld % 8 == 0; };
   if (p.W == 4 && p.C % 8 == 0 && aligned(p.x, p.ldx) && aligned(p.y, p.ldy) && aligned(p.state, 8) &&
       (p.T + kRun - 1) / kRun <= 65535) {

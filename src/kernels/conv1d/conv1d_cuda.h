@@ -22,6 +22,7 @@ struct Conv1dParams {
   const float* w = nullptr;  // [C, W]
   int64_t C = 0, W = 0;
   bool silu = true;
+  bool one_token_each = false;  // every sequence has exactly one token (decode): one launch instead of two
 };
 
 void conv1d(const Conv1dParams& p, cudaStream_t stream);

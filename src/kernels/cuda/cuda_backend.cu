@@ -466,6 +466,7 @@ class CudaBackend final : public Backend {
     p.C = w.dim(0);
     p.W = w.dim(1);
     p.silu = true;
+    p.one_token_each = int64_t(single_.size()) == step_.n_seqs;
     kc::conv1d(p, stream_);
   }
 
