@@ -11,10 +11,6 @@
 #include "kernels/cuda/launch.cuh"
 #include "kernels/gated_delta_rule/gdn_common.cuh"
 
-#ifndef GDN_MINB6
-#define GDN_MINB6 6
-#define GDN_CS 0
-#endif
 namespace hyrax::kernels::cuda {
 namespace {
 
@@ -31,7 +27,7 @@ constexpr int kRecThreads = 128, kRecCols = 32, kRecGroups = 16;
 // Blocks per SM: ~100 KB of state in flight per SM (decode is a pass over the state).
 template <int RPT>
 constexpr int rec_min_blocks() {
-  return RPT <= 2 ? 8 : RPT <= 6 ? GDN_MINB6 : RPT <= 8 ? 5 : 4;
+  return RPT <= 2 ? 8 : RPT <= 6 ? 6 : RPT <= 8 ? 5 : 4;
 }
 
 template <int RPT>
@@ -216,11 +212,7 @@ __global__ __launch_bounds__(kRecThreads, rec_min_blocks<RPT>()) void gdn_recurr
     for (int i = 0; i < RPT; ++i) {
       const int r = rg + kRecGroups * i;
       if (r < Dk && cok)
-#if GDN_CS
-        __stcs(reinterpret_cast<float4*>(cur.S + r * p.Dv + c), make_float4(s[i][0], s[i][1], s[i][2], s[i][3]));
-#else
         *reinterpret_cast<float4*>(cur.S + r * p.Dv + c) = make_float4(s[i][0], s[i][1], s[i][2], s[i][3]);
-#endif
     }
   }
 }
