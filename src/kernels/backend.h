@@ -113,6 +113,15 @@ class Backend {
   virtual void gated_rms_norm(const Tensor& x, const Tensor& gate, const Tensor& w, float eps, const Tensor& y) = 0;
   /// y = silu(gate) * up
   virtual void swiglu(const Tensor& gate, const Tensor& up, const Tensor& y) = 0;
+  /// The gated MLP's first half: gate_up = x · w_gate_upᵀ (w stacked [gate; up], 2I rows), then act = silu(gate) *
+  /// up, act [R, I] being gate_up's first I columns. A backend may fuse the two (the same bits as matmul then
+  /// swiglu); gate_up's contents past act are then unspecified.
+  virtual void matmul_swiglu(const Tensor& x, const Tensor& w_gate_up, const Tensor& gate_up) {
+    const int64_t I = w_gate_up.dim(0) / 2;
+    matmul(x, w_gate_up, gate_up);
+    const Tensor gate = gate_up.cols(0, I);
+    swiglu(gate, gate_up.cols(I, 2 * I), gate);
+  }
   /// y = a + b; y may alias either.
   virtual void add(const Tensor& a, const Tensor& b, const Tensor& y) = 0;
   /// The pre-norm residual step: x = x + d, then h = rms_norm(x)·w. A backend may fuse the two passes; the result

@@ -4,9 +4,12 @@
 //
 // Tolerance: float32 accumulation of bf16 products (exact in float32) differs from the float64 reference by a few
 // float32 ulps of the sum of magnitudes; a bf16 output adds its rounding, 2^-9 of the value.
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 
 #include "gpu_test_util.h"
+#include "kernels/activations/activations_cuda.h"
 #include "kernels/matmul/matmul.h"
 #include "kernels/matmul/matmul_cuda.h"
 
@@ -160,5 +163,56 @@ TEST(GpuDecodeGemm, RowsAreBitwiseIndependentOfTheRowsBesideThem) {
       }
     }
     EXPECT_EQ(bad_calls, 0);
+  }
+}
+
+// The gated MLP's activation fused into the decode GEMM (glu_half): bitwise the GEMM into [gate | up] (bf16) then
+// the swiglu kernel, at every row-group count, with I not a multiple of 16, an unaligned K and a 7B-like shape;
+// columns past I of y are left as they were.
+TEST(GpuDecodeGemm, FusedSwigluIsGemmThenSwigluBitwise) {
+  REQUIRE_GPU();
+  struct Shape {
+    int64_t I, K;
+  };
+  for (const Shape& sh : {Shape{200, 136}, Shape{24, 100}, Shape{1376, 3840}}) {
+    const int64_t Rmax = 70, N = 2 * sh.I;
+    const uint64_t seed = next_seed();
+    Problem p{Rmax, N, sh.K, sh.K, N, 0, 0, false};
+    SCOPED_TRACE("seed " + std::to_string(seed) + " " + describe(p));
+    Rng rng(seed);
+    const Inputs in(rng, p);
+    for (int64_t R : {1, 3, 8, 9, 16, 17, 32, 33, 64, 70}) {
+      // Unfused: [gate | up] by the decode GEMM, then swiglu into the gate columns.
+      DevBuf gu(size_t(R * N) * 2);
+      gu.poison();
+      kc::GemmArgs a;
+      a.x = in.dx.get<bf16>();
+      a.ldx = p.ldx;
+      a.w = in.dw.get<bf16>();
+      a.y = gu.get();
+      a.ldy = N;
+      a.R = R;
+      a.N = N;
+      a.K = p.K;
+      kc::decode_gemm(a, nullptr);
+      bf16* g = gu.get<bf16>();
+      kc::swiglu({g, N}, {g + sh.I, N}, {g, N}, R, sh.I, nullptr);
+      const auto want = download_bf16(gu, size_t(R * N));
+      // Fused, into a poisoned [R, N] buffer: the first I columns written, the rest untouched.
+      DevBuf fu(size_t(R * N) * 2);
+      fu.poison();
+      a.y = fu.get();
+      a.glu_half = sh.I;
+      kc::decode_gemm(a, nullptr);
+      CUDA_CHECK(cudaGetLastError());
+      const auto got = download_bf16(fu, size_t(R * N));
+      bool same = true, pad_untouched = true;
+      for (int64_t r = 0; r < R; ++r) {
+        same &= std::memcmp(got.data() + r * N, want.data() + r * N, size_t(sh.I) * sizeof(float)) == 0;
+        for (int64_t c = sh.I; c < N; ++c) pad_untouched &= std::isnan(got[size_t(r * N + c)]);
+      }
+      EXPECT_TRUE(same) << "R=" << R << ": fused differs from GEMM then swiglu";
+      EXPECT_TRUE(pad_untouched) << "R=" << R << ": fused wrote past column I";
+    }
   }
 }

@@ -21,6 +21,7 @@
 
 #include "core/check.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/device_utils.cuh"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/matmul/matmul_cuda.h"
 
@@ -41,6 +42,7 @@ struct DecodeParams {
   int64_t ldy;
   int64_t R, N, K;
   bool y_f32;
+  int64_t half;  // GLU: y[r, n] = silu(x·w[n]) · (x·w[n + half]) for n < half (N = 2·half), as swiglu computes it
 };
 
 // 8 bf16 at p[0..8) (zeros at or past `left` elements), loaded element by element: for unaligned operands and a K
@@ -123,12 +125,16 @@ constexpr size_t smem_bytes(int kw) {  // the partial sums [KW][TN·RG·4][32] f
 // current one is multiplied. A warp's TN weight tiles share each x fragment it loads (TN times fewer x reads per
 // weight byte). RG, TN, U and PREFETCH change how the work is laid out, never a sum: each output element is still
 // its warp's chunks in order, then the warps' partials in order.
-template <int RG, int TN, int U, bool PREFETCH, bool VEC>
+//
+// GLU (TN = 2): a warp's two tiles are gate rows n … n+15 and the up rows n + half …, and the epilogue writes
+// silu(gate)·up from the two sums, each rounded to bf16 first: the bits of the GEMM into [gate | up] then swiglu.
+template <int RG, int TN, int U, bool PREFETCH, bool VEC, bool GLU>
 __global__ void __launch_bounds__(kMaxWarps * 32) decode_gemm_kernel(DecodeParams p) {
+  static_assert(!GLU || TN == 2, "GLU pairs a gate tile with an up tile");
   extern __shared__ float partial[];  // [KW][TN·RG·4][32] each warp's accumulators
   const int KW = int(blockDim.x / 32), warp = int(threadIdx.x / 32), lane = int(threadIdx.x % 32);
   const int g = lane / 4, t = lane % 4;
-  const int64_t n0 = int64_t(blockIdx.y) * 16 * TN, r0 = int64_t(blockIdx.x) * 8 * RG;
+  const int64_t n0 = int64_t(blockIdx.y) * 16 * (GLU ? 1 : TN), r0 = int64_t(blockIdx.x) * 8 * RG;
   const int64_t chunks = (p.K + kChunk - 1) / kChunk;
   const int64_t c_begin = chunks * warp / KW, c_end = chunks * (warp + 1) / KW;
 
@@ -138,8 +144,8 @@ __global__ void __launch_bounds__(kMaxWarps * 32) decode_gemm_kernel(DecodeParam
   for (int tn = 0; tn < TN; ++tn)
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const int64_t n = n0 + 16 * tn + g + 8 * h;
-      wvalid[tn][h] = n < p.N;
+      const int64_t n = GLU ? n0 + g + 8 * h + tn * p.half : n0 + 16 * tn + g + 8 * h;
+      wvalid[tn][h] = GLU ? n0 + g + 8 * h < p.half : n < p.N;
       wrow[tn][h] = p.w + (wvalid[tn][h] ? n : 0) * p.K;
     }
   const bf16* xrow[RG];  // x row g of each row group
@@ -224,26 +230,42 @@ __global__ void __launch_bounds__(kMaxWarps * 32) decode_gemm_kernel(DecodeParam
       for (int i = 0; i < 4; ++i) partial[(warp * E + (tn * RG + rg) * 4 + i) * 32 + lane] = acc[tn][rg][i];
   __syncthreads();
   // Element (row rr, column nn) of the block's [8·RG, 16·TN] output sits in accumulator (tn, rg, i) of lane (gg, tt).
-  for (int idx = int(threadIdx.x); idx < E * 32; idx += int(blockDim.x)) {
-    const int nn = idx % (16 * TN), rr = idx / (16 * TN);
+  auto sum_at = [&](int nn, int rr) {
     const int tn = nn / 16, nt = nn % 16;
     const int gg = nt % 8, rg = rr / 8, tt = (rr % 8) / 2, i = 2 * (nt / 8) + rr % 2;
     const int at = ((tn * RG + rg) * 4 + i) * 32 + gg * 4 + tt;
     float s = partial[at];
     for (int w = 1; w < KW; ++w) s += partial[w * E * 32 + at];
-    const int64_t n = n0 + nn, r = r0 + rr;
-    if (n >= p.N || r >= p.R) continue;
-    if (p.y_f32) static_cast<float*>(p.y)[r * p.ldy + n] = s;
-    else static_cast<bf16*>(p.y)[r * p.ldy + n] = __float2bfloat16_rn(s);
+    return s;
+  };
+  if constexpr (GLU) {
+    for (int idx = int(threadIdx.x); idx < 16 * 8 * RG; idx += int(blockDim.x)) {
+      const int nn = idx % 16, rr = idx / 16;
+      const int64_t n = n0 + nn, r = r0 + rr;
+      if (n >= p.half || r >= p.R) continue;
+      const float gate = __bfloat162float(__float2bfloat16_rn(sum_at(nn, rr)));
+      const float up = __bfloat162float(__float2bfloat16_rn(sum_at(16 + nn, rr)));
+      static_cast<bf16*>(p.y)[r * p.ldy + n] = __float2bfloat16_rn(hyrax::cuda::silu(gate) * up);
+    }
+  } else {
+    for (int idx = int(threadIdx.x); idx < E * 32; idx += int(blockDim.x)) {
+      const int nn = idx % (16 * TN), rr = idx / (16 * TN);
+      const float s = sum_at(nn, rr);
+      const int64_t n = n0 + nn, r = r0 + rr;
+      if (n >= p.N || r >= p.R) continue;
+      if (p.y_f32) static_cast<float*>(p.y)[r * p.ldy + n] = s;
+      else static_cast<bf16*>(p.y)[r * p.ldy + n] = __float2bfloat16_rn(s);
+    }
   }
 }
 
-template <int RG, int TN, int U, bool PREFETCH, bool VEC>
+template <int RG, int TN, int U, bool PREFETCH, bool VEC, bool GLU>
 void launch(const DecodeParams& p, int kw, cudaStream_t stream) {
-  const int64_t row_batches = (p.R + 8 * RG - 1) / (8 * RG), tiles = (p.N + 16 * TN - 1) / (16 * TN);
+  const int64_t row_batches = (p.R + 8 * RG - 1) / (8 * RG);
+  const int64_t tiles = GLU ? (p.half + 15) / 16 : (p.N + 16 * TN - 1) / (16 * TN);
   HYRAX_CHECK(tiles <= 65535 && row_batches <= 2147483647, "decode gemm: N=", p.N, " R=", p.R, " is too large");
   const dim3 grid{unsigned(row_batches), unsigned(tiles)};
-  auto* kernel = decode_gemm_kernel<RG, TN, U, PREFETCH, VEC>;
+  auto* kernel = decode_gemm_kernel<RG, TN, U, PREFETCH, VEC, GLU>;
   static const bool attr_set = [&] {  // once per instance, at its first (uncaptured) use
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     int(smem_bytes<RG, TN>(kMaxWarps))));
@@ -257,12 +279,12 @@ void launch(const DecodeParams& p, int kw, cudaStream_t stream) {
                       RG <= 2 ? hyrax::cuda::Overlap::allowed : hyrax::cuda::Overlap::none, p);
 }
 
-template <int RG, int TN, int U, bool PREFETCH>
+template <int RG, int TN, int U, bool PREFETCH, bool GLU = false>
 void launch_vec(const DecodeParams& p, int kw, cudaStream_t stream) {
   const bool vec = reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && reinterpret_cast<uintptr_t>(p.w) % 16 == 0 &&
                    p.K % 8 == 0 && p.ldx % 8 == 0;
-  if (vec) launch<RG, TN, U, PREFETCH, true>(p, kw, stream);
-  else launch<RG, TN, U, PREFETCH, false>(p, kw, stream);
+  if (vec) launch<RG, TN, U, PREFETCH, true, GLU>(p, kw, stream);
+  else launch<RG, TN, U, PREFETCH, false, GLU>(p, kw, stream);
 }
 
 // How the weights are staged, by row groups: 2 chunks a stage with the next stage prefetched up to 32 rows, without
@@ -275,6 +297,7 @@ void launch_vec(const DecodeParams& p, int kw, cudaStream_t stream) {
 template <int RG>
 void launch(const DecodeParams& p, int kw, int layout, cudaStream_t stream) {
   constexpr int U = 2;
+  if (p.half > 0) return launch_vec<RG, 2, U, RG <= 4, true>(p, kw, stream);
   if constexpr (RG < 4) {
     launch_vec<RG, 1, U, true>(p, kw, stream);
   } else {
@@ -300,8 +323,10 @@ void decode_gemm(const GemmArgs& a, cudaStream_t stream) { decode_gemm(a, stream
 void decode_gemm(const GemmArgs& a, cudaStream_t stream, int k_warps, int layout) {
   HYRAX_CHECK(a.R >= 0 && a.N > 0 && a.K > 0, "decode gemm R=", a.R, " N=", a.N, " K=", a.K);
   HYRAX_CHECK(a.x && a.w && a.y, "decode gemm: null pointer");
-  HYRAX_CHECK(a.ldx >= a.K && a.ldy >= a.N, "decode gemm: row strides ldx=", a.ldx, " ldy=", a.ldy, " for K=", a.K,
-              " N=", a.N);
+  HYRAX_CHECK(a.glu_half == 0 || (a.N == 2 * a.glu_half && !a.y_f32), "decode gemm: GLU half ", a.glu_half,
+              " of N=", a.N, a.y_f32 ? " (float32 output)" : "");
+  HYRAX_CHECK(a.ldx >= a.K && a.ldy >= (a.glu_half > 0 ? a.glu_half : a.N), "decode gemm: row strides ldx=", a.ldx,
+              " ldy=", a.ldy, " for K=", a.K, " N=", a.N);
   HYRAX_CHECK(k_warps == 1 || k_warps == 2 || k_warps == 4 || k_warps == 8, "decode gemm: k_warps ", k_warps);
   HYRAX_CHECK(layout >= -1 && layout < kDecodeGemmLayouts, "decode gemm: layout ", layout);
   // The layout by shape (it changes no bit). Measured on an H100 (bench-kernels --only gemm, 2026-11-27): at 17-32
@@ -310,7 +335,7 @@ void decode_gemm(const GemmArgs& a, cudaStream_t stream, int k_warps, int layout
   // rows two tiles a warp (1) win on every stacked shape (mlp down 81.6 -> 60.2 µs, attention 32.1 -> 23.5 µs).
   if (layout < 0) layout = a.R <= 16 ? 0 : a.R <= 32 ? (a.N >= 3840 ? 2 : 0) : 1;
   if (a.R == 0) return;
-  const DecodeParams p{a.x, a.ldx, a.w, a.y, a.ldy, a.R, a.N, a.K, a.y_f32};
+  const DecodeParams p{a.x, a.ldx, a.w, a.y, a.ldy, a.R, a.N, a.K, a.y_f32, a.glu_half};
   // Row groups (8 rows of x) per block, by R only.
   if (a.R <= 8) launch<1>(p, k_warps, layout, stream);
   else if (a.R <= 16) launch<2>(p, k_warps, layout, stream);

@@ -36,6 +36,9 @@ struct GemmArgs {
   bool y_f32 = false;
   int64_t ldy = 0;
   int64_t R = 0, N = 0, K = 0;
+  // decode_gemm only: > 0 fuses the gated MLP's activation: w is [gate; up] (N = 2·glu_half rows) and y[R,
+  // glu_half] (bf16) = silu(x·gateᵀ)·(x·upᵀ), with the bits of the GEMM into [gate | up] followed by swiglu.
+  int64_t glu_half = 0;
 };
 
 /// y = x · wᵀ for decode-sized R on hyrax's own kernel (mma.sync, no split across blocks, no atomics, no scratch,
