@@ -85,9 +85,10 @@ __global__ __launch_bounds__(kRecThreads, rec_min_blocks<RPT>()) void gdn_recurr
   };
   const auto bits = [](bf16 x) { return uint32_t(__bfloat16_as_ushort(x)); };
   const auto half = [](uint32_t w, int i) { return __uint_as_float((i ? w >> 16 : w & 0xffffu) << 16); };
-  auto load_token = [&](const Item& it, int64_t t) {
-    TokenIn in;
-    const int64_t hk = it.h / (p.Hv / p.Hk);
+  auto load_token = [&](const Item& it, int64_t t) {  // nothing read for an item without tokens
+    TokenIn in = {};
+    if (it.t0 == it.t1) return in;
+    const int hk = it.h / int(p.Hv / p.Hk);
     if (warp < 2) {
       const bf16* src = (warp == 0 ? p.q : p.k) + t * p.ld_qkv + hk * p.Dk;
 #pragma unroll
@@ -112,7 +113,7 @@ __global__ __launch_bounds__(kRecThreads, rec_min_blocks<RPT>()) void gdn_recurr
   fetch(it, 0);
   begin_after_previous_grids();
   const float qscale = float(1.0 / sqrt(double(p.Dk)));
-  TokenIn first = load_token(it, it.t0 < it.t1 ? it.t0 : 0);
+  TokenIn first = load_token(it, it.t0);
 
   for (int buf = 0; i_item < n_items; i_item += gridDim.x, buf ^= 1) {
     const Item cur = it;
@@ -120,7 +121,7 @@ __global__ __launch_bounds__(kRecThreads, rec_min_blocks<RPT>()) void gdn_recurr
     if (i_item + gridDim.x < n_items) {
       it = item_at(i_item + gridDim.x);
       fetch(it, buf ^ 1);
-      first = load_token(it, it.t0 < it.t1 ? it.t0 : 0);
+      first = load_token(it, it.t0);
       cp_async_wait<1>();
     } else {
       cp_async_wait_all();
