@@ -212,6 +212,26 @@ std::vector<float> gpu_conv1d(const Varlen& v, const std::vector<int32_t>& slots
   return download_bf16(dy, size_t(T * ld));
 }
 
+/// The CPU reference of gpu_conv1d: returns y [T, ld] (padding columns 0); `state` is updated.
+std::vector<float> ref_conv1d(const Varlen& v, const std::vector<int32_t>& slots, const std::vector<float>& x,
+                              int64_t ld, const std::vector<float>& w, int64_t C, int64_t W, std::vector<float>& state) {
+  std::vector<float> y(size_t(v.T() * ld));
+  kernels::Conv1dParams rp;
+  rp.n_seqs = int64_t(slots.size());
+  rp.cu_seqlens = v.cu.data();
+  rp.state_slots = slots.data();
+  rp.state = state.data();
+  rp.x = x.data();
+  rp.ldx = ld;
+  rp.y = y.data();
+  rp.ldy = ld;
+  rp.w = w.data();
+  rp.C = C;
+  rp.W = W;
+  kernels::conv1d_ref(rp);
+  return y;
+}
+
 }  // namespace
 
 // (C, row stride): 16-byte aligned rows take the vectorized kernel (runs of 16 tokens crossing sequence starts),
@@ -232,20 +252,7 @@ TEST_P(GpuConv1d, MatchesReferenceOutputsAndStateVarlen) {
   auto w = rng.normal_vec(size_t(C * W), 0.5f);
   auto state = rng.normal_vec(size_t(n_slots * (W - 1) * C));
   auto state_ref = state;
-  std::vector<float> y_ref(size_t(T * ld));
-  kernels::Conv1dParams rp;
-  rp.n_seqs = int64_t(slots.size());
-  rp.cu_seqlens = v.cu.data();
-  rp.state_slots = slots.data();
-  rp.state = state_ref.data();
-  rp.x = x.data();
-  rp.ldx = ld;
-  rp.y = y_ref.data();
-  rp.ldy = ld;
-  rp.w = w.data();
-  rp.C = C;
-  rp.W = W;
-  kernels::conv1d_ref(rp);
+  const auto y_ref = ref_conv1d(v, slots, x, ld, w, C, W, state_ref);
   const auto y = gpu_conv1d(v, slots, x, ld, w, C, W, state);
   EXPECT_TRUE(close_rows(y.data(), ld, y_ref.data(), ld, T, C, 1e-5, 4e-3));
   // The state holds inputs (bf16 values, exact in float32) or old state: bitwise, untouched slots included.
@@ -297,20 +304,7 @@ TEST(GpuConv1dPaths, DecodeKernelMatchesTwoLaunchPathBitwise) {
     auto st_two = state0, st_one = state0, st_ref = state0;
     const auto y_two = gpu_conv1d(v, slots, x, ld, w, C, W, st_two, false);
     const auto y_one = gpu_conv1d(v, slots, x, ld, w, C, W, st_one, true);
-    std::vector<float> y_ref(size_t(T * ld));
-    kernels::Conv1dParams rp;
-    rp.n_seqs = int64_t(slots.size());
-    rp.cu_seqlens = v.cu.data();
-    rp.state_slots = slots.data();
-    rp.state = st_ref.data();
-    rp.x = x.data();
-    rp.ldx = ld;
-    rp.y = y_ref.data();
-    rp.ldy = ld;
-    rp.w = w.data();
-    rp.C = C;
-    rp.W = W;
-    kernels::conv1d_ref(rp);
+    const auto y_ref = ref_conv1d(v, slots, x, ld, w, C, W, st_ref);
     std::vector<float> a, b;
     for (int64_t t = 0; t < T; ++t) {
       a.insert(a.end(), y_one.begin() + t * ld, y_one.begin() + t * ld + C);

@@ -204,6 +204,35 @@ class CudaBackend final : public Backend {
     decode_gemm_ = decode_gemm_allowed_ && c.max_seqs <= kDecodeGemmMaxSeqs;
   }
 
+  /// y = x · wᵀ as GEMM arguments, shapes checked (`what` names the op).
+  kc::GemmArgs gemm_args(const char* what, const Tensor& x, const Tensor& w, const Tensor& y) const {
+    expect_bf16(x, (std::string(what) + " input").c_str());
+    expect_bf16(w, (std::string(what) + " weight").c_str());
+    HYRAX_CHECK(x.dim(-1) == w.dim(1) && y.dim(-1) == w.dim(0) && x.rows() == y.rows(), what, " shapes x ",
+                x.shape_str(), " w ", w.shape_str(), " y ", y.shape_str());
+    HYRAX_CHECK(w.contiguous(), what, ": the weight must be contiguous");
+    kc::GemmArgs a;
+    a.x = bptr(x);
+    a.ldx = x.row_stride();
+    a.w = bptr(w);
+    a.y = y.data;
+    a.y_f32 = y.dtype == DType::F32;
+    a.ldy = y.row_stride();
+    a.R = x.rows();
+    a.N = w.dim(0);
+    a.K = w.dim(1);
+    return a;
+  }
+
+  /// Rows [r0, R) of a on the shape class's pinned cuBLASLt algorithm.
+  void run_pinned(kc::GemmArgs a, int64_t r0) {
+    if (a.R <= r0) return;
+    a.x += r0 * a.ldx;
+    a.y = static_cast<char*>(a.y) + size_t(r0 * a.ldy) * (a.y_f32 ? 4 : 2);
+    a.R -= r0;
+    gemm_->run(a, stream_);
+  }
+
   void begin_step(const StepMeta& m) override {
     if (m.n_tokens > max_tokens_seen_) {  // a step larger than all before: buffers sized on first use may grow
       moved();
@@ -363,23 +392,9 @@ class CudaBackend final : public Backend {
   }
 
   void matmul(const Tensor& x, const Tensor& w, const Tensor& y) override {
-    expect_bf16(x, "matmul input");
-    expect_bf16(w, "matmul weight");
     HYRAX_CHECK(y.device == Device::CUDA && (y.dtype == DType::BF16 || y.dtype == DType::F32),
                 "matmul output must be a bf16 or float32 CUDA tensor");
-    HYRAX_CHECK(x.dim(-1) == w.dim(1) && y.dim(-1) == w.dim(0) && x.rows() == y.rows(), "matmul shapes x ",
-                x.shape_str(), " w ", w.shape_str(), " y ", y.shape_str());
-    HYRAX_CHECK(w.contiguous(), "matmul weight must be contiguous");
-    kc::GemmArgs a;
-    a.x = bptr(x);
-    a.ldx = x.row_stride();
-    a.w = bptr(w);
-    a.y = y.data;
-    a.y_f32 = y.dtype == DType::F32;
-    a.ldy = y.row_stride();
-    a.R = x.rows();
-    a.N = w.dim(0);
-    a.K = w.dim(1);
+    const kc::GemmArgs a = gemm_args("matmul", x, w, y);
     // Rows [0, n_decode) belong to the step's decoding sequences (in the layers' [T] rows and in the lm_head's
     // gathered rows alike): the decode GEMM; the rest the pinned cuBLASLt algorithm. A row always takes the same
     // one of the two, whatever shares its step (kernels/matmul/matmul_cuda.h).
@@ -389,12 +404,7 @@ class CudaBackend final : public Backend {
       d.R = nd;
       kc::decode_gemm(d, stream_);
     }
-    if (a.R > nd) {
-      a.x += nd * a.ldx;
-      a.y = static_cast<char*>(a.y) + size_t(nd * a.ldy) * (a.y_f32 ? 4 : 2);
-      a.R -= nd;
-      gemm_->run(a, stream_);
-    }
+    run_pinned(a, nd);
   }
 
   // From 9 decode rows, those rows take the decode GEMM with the activation fused (the same bits as matmul then
@@ -404,31 +414,16 @@ class CudaBackend final : public Backend {
   void matmul_swiglu(const Tensor& x, const Tensor& w, const Tensor& gate_up) override {
     const int64_t nd = std::min(n_decode_, x.rows()), I = w.dim(0) / 2;
     if (nd <= 8) return Backend::matmul_swiglu(x, w, gate_up);
-    expect_bf16(x, "matmul_swiglu input");
-    expect_bf16(w, "matmul_swiglu weight");
     expect_bf16(gate_up, "matmul_swiglu output");
-    HYRAX_CHECK(w.dim(0) % 2 == 0 && x.dim(-1) == w.dim(1) && gate_up.dim(-1) == w.dim(0) && x.rows() == gate_up.rows(),
-                "matmul_swiglu shapes x ", x.shape_str(), " w ", w.shape_str(), " gate_up ", gate_up.shape_str());
-    HYRAX_CHECK(w.contiguous(), "matmul_swiglu weight must be contiguous");
-    kc::GemmArgs d;
-    d.x = bptr(x);
-    d.ldx = x.row_stride();
-    d.w = bptr(w);
-    d.y = gate_up.data;
-    d.ldy = gate_up.row_stride();
+    HYRAX_CHECK(w.dim(0) % 2 == 0, "matmul_swiglu: gate and up stacked, an even row count, not ", w.shape_str());
+    const kc::GemmArgs a = gemm_args("matmul_swiglu", x, w, gate_up);
+    kc::GemmArgs d = a;
     d.R = nd;
-    d.N = w.dim(0);
-    d.K = w.dim(1);
     d.glu_half = I;
     kc::decode_gemm(d, stream_);
-    if (x.rows() > nd) {
-      kc::GemmArgs a = d;
-      a.x += nd * a.ldx;
-      a.y = static_cast<bf16*>(a.y) + nd * a.ldy;
-      a.R = x.rows() - nd;
-      a.glu_half = 0;
-      gemm_->run(a, stream_);
-      const Tensor g = gate_up.row_range(nd, x.rows());
+    if (a.R > nd) {
+      run_pinned(a, nd);
+      const Tensor g = gate_up.row_range(nd, a.R);
       swiglu(g.cols(0, I), g.cols(I, 2 * I), g.cols(0, I));
     }
   }
