@@ -49,8 +49,8 @@ __global__ void f16_to_bf16_kernel(const __half* src, bf16* dst, int64_t n) {
     dst[i] = __float2bfloat16_rn(__half2float(src[i]));
 }
 
-void expect_bf16(const Tensor& t, const char* what) {
-  HYRAX_CHECK(t.dtype == DType::BF16 && t.device == Device::CUDA, what, " must be a bf16 CUDA tensor, got ",
+void expect_bf16(const Tensor& t, const char* what, const char* part = "") {
+  HYRAX_CHECK(t.dtype == DType::BF16 && t.device == Device::CUDA, what, part, " must be a bf16 CUDA tensor, got ",
               t.dtype == DType::F32 ? "F32" : t.dtype == DType::F16 ? "F16" : "BF16",
               t.device == Device::CUDA ? " on CUDA" : " on the CPU");
 }
@@ -206,8 +206,8 @@ class CudaBackend final : public Backend {
 
   /// y = x · wᵀ as GEMM arguments, shapes checked (`what` names the op).
   kc::GemmArgs gemm_args(const char* what, const Tensor& x, const Tensor& w, const Tensor& y) const {
-    expect_bf16(x, (std::string(what) + " input").c_str());
-    expect_bf16(w, (std::string(what) + " weight").c_str());
+    expect_bf16(x, what, " input");
+    expect_bf16(w, what, " weight");
     HYRAX_CHECK(x.dim(-1) == w.dim(1) && y.dim(-1) == w.dim(0) && x.rows() == y.rows(), what, " shapes x ",
                 x.shape_str(), " w ", w.shape_str(), " y ", y.shape_str());
     HYRAX_CHECK(w.contiguous(), what, ": the weight must be contiguous");
