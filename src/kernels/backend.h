@@ -109,6 +109,12 @@ class Backend {
   virtual void matmul(const Tensor& x, const Tensor& w, const Tensor& y) = 0;
   /// y = x / sqrt(mean(x²) + eps) * w over the last dim; y may alias x.
   virtual void rms_norm(const Tensor& x, const Tensor& w, float eps, const Tensor& y) = 0;
+  /// Two independent norms in place, x1 = rms(x1)·w1 and x2 = rms(x2)·w2 (attention's q and k): the same as two
+  /// rms_norm calls; a backend may run them together.
+  virtual void rms_norm_pair(const Tensor& x1, const Tensor& w1, const Tensor& x2, const Tensor& w2, float eps) {
+    rms_norm(x1, w1, eps, x1);
+    rms_norm(x2, w2, eps, x2);
+  }
   /// Per head of D = w.numel() values: y = rms(x) * w * silu(gate); y may alias x.
   virtual void gated_rms_norm(const Tensor& x, const Tensor& gate, const Tensor& w, float eps, const Tensor& y) = 0;
   /// y = silu(gate) * up
@@ -138,6 +144,13 @@ class Backend {
   }
   /// Causal depthwise conv (taps w [C, W]) + SiLU over each sequence, continuing from and updating its conv state.
   virtual void conv1d(const Tensor& x, const Tensor& w, float* conv_pool, const Tensor& y) = 0;
+  /// y = x · wᵀ, then conv1d (taps conv_w [C, W]) over y's first C columns into conv_out. A backend may fuse the two;
+  /// the result has the bits of matmul then conv1d.
+  virtual void matmul_conv1d(const Tensor& x, const Tensor& w, const Tensor& y, const Tensor& conv_w, float* conv_pool,
+                             const Tensor& conv_out) {
+    matmul(x, w, y);
+    conv1d(y.cols(0, conv_w.dim(0)), conv_w, conv_pool, conv_out);
+  }
   /// The gated delta rule over each sequence, continuing from and updating its state; see
   /// kernels/gated_delta_rule. qkv [T, 2·Hk·Dk + Hv·Dv] (q | k | v), a and b [T, Hv], out [T, Hv·Dv].
   virtual void gated_delta_rule(const Tensor& qkv, const Tensor& a, const Tensor& b, const Tensor& A_log,

@@ -11,8 +11,7 @@ void attention_forward(Backend& be, const AttentionWeights& w, const AttentionSh
   Tensor qkv = ws.get("attn.qkv", T, w.qkv_proj.dim(0));
   be.matmul(x, w.qkv_proj, qkv);
   const Tensor q = qkv.cols(0, qd), k = qkv.cols(qd, qd + kd), v = qkv.cols(qd + kd, qd + 2 * kd);
-  be.rms_norm(q, w.q_norm, s.norm_eps, q);
-  be.rms_norm(k, w.k_norm, s.norm_eps, k);
+  be.rms_norm_pair(q, w.q_norm, k, w.k_norm, s.norm_eps);
   if (s.rope) {
     be.rope(q, s.Hq, s.rope_theta);
     be.rope(k, s.Hkv, s.rope_theta);

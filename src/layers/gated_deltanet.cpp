@@ -8,15 +8,13 @@ void gated_deltanet_forward(Backend& be, const GdnWeights& w, const GdnLayerShap
   const int64_t key_dim = s.gdn.Hk * s.gdn.Dk, value_dim = s.gdn.Hv * s.gdn.Dv;
   const int64_t conv_dim = 2 * key_dim + value_dim;
   const int64_t Hv = s.gdn.Hv;
-  // All input projections in one product: [q | k | v | g | a | b]
+  // All input projections in one product, [q | k | v | g | a | b], then the causal conv1d + SiLU over q | k | v
   Tensor proj = ws.get("gdn.in_proj", T, w.in_proj.dim(0));
-  be.matmul(x, w.in_proj, proj);
-  const Tensor qkv = proj.cols(0, conv_dim), gate = proj.cols(conv_dim, conv_dim + value_dim);
+  Tensor conv = ws.get("gdn.conv", T, conv_dim);
+  be.matmul_conv1d(x, w.in_proj, proj, w.conv, pools.conv, conv);
+  const Tensor gate = proj.cols(conv_dim, conv_dim + value_dim);
   const Tensor a = proj.cols(conv_dim + value_dim, conv_dim + value_dim + Hv);
   const Tensor b = proj.cols(conv_dim + value_dim + Hv, conv_dim + value_dim + 2 * Hv);
-  // causal conv1d + SiLU over mixed_qkv = q | k | v
-  Tensor conv = ws.get("gdn.conv", T, conv_dim);
-  be.conv1d(qkv, w.conv, pools.conv, conv);
   // the gated delta rule
   Tensor core = ws.get("gdn.core", T, value_dim);
   be.gated_delta_rule(conv, a, b, w.A_log, w.dt_bias, s.gdn, pools.ssm, core);

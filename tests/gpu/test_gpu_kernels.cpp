@@ -104,6 +104,39 @@ TEST(GpuRmsNorm, FusedResidualFormsMatchTheSeparateOpsBitwise) {
   }
 }
 
+// Two norms in one launch (attention's q and k, in place) give the bits of two rms_norm calls: rows alike (one
+// launch), and rows of another length or alignment (two).
+TEST(GpuRmsNorm, PairMatchesTwoCallsBitwise) {
+  REQUIRE_GPU();
+  struct Case {
+    int64_t T, C1, ld1, C2, ld2;
+  };
+  for (const Case& cs :
+       {Case{1, 3840, 11520, 3840, 11520}, Case{9, 1024, 1032, 1024, 1040}, Case{4, 512, 512, 96, 101}}) {
+    const uint64_t seed = next_seed();
+    SCOPED_TRACE("seed " + std::to_string(seed) + " T=" + std::to_string(cs.T) + " C=" + std::to_string(cs.C1) + "/" +
+                 std::to_string(cs.C2));
+    Rng rng(seed);
+    const auto x1 = strided(rng, cs.T, cs.C1, cs.ld1, 2.0f), x2 = strided(rng, cs.T, cs.C2, cs.ld2, 0.5f);
+    const DevBuf w1 = upload_f32(rng.normal_vec(size_t(cs.C1))), w2 = upload_f32(rng.normal_vec(size_t(cs.C2)));
+    DevBuf a1 = upload_bf16(x1), b1 = upload_bf16(x2), a2 = upload_bf16(x1), b2 = upload_bf16(x2);
+    auto params = [&](DevBuf& d, const DevBuf& w, int64_t C, int64_t ld) {
+      return kc::RmsNormParams{d.get<bf16>(), ld, w.get<float>(), d.get<bf16>(), ld, cs.T, C, 1e-6f};
+    };
+    kc::rms_norm(params(a1, w1, cs.C1, cs.ld1), nullptr);
+    kc::rms_norm(params(b1, w2, cs.C2, cs.ld2), nullptr);
+    kc::rms_norm_pair(params(a2, w1, cs.C1, cs.ld1), params(b2, w2, cs.C2, cs.ld2), nullptr);
+    CUDA_CHECK(cudaGetLastError());
+    const auto got1 = download_bf16(a2, x1.size()), got2 = download_bf16(b2, x2.size());
+    bool finite = true;
+    for (int64_t t = 0; t < cs.T; ++t)
+      for (int64_t c = 0; c < cs.C1; ++c) finite &= std::isfinite(got1[size_t(t * cs.ld1 + c)]);
+    EXPECT_TRUE(finite);
+    EXPECT_TRUE(same_bits(got1, download_bf16(a1, x1.size())));
+    EXPECT_TRUE(same_bits(got2, download_bf16(b1, x2.size())));
+  }
+}
+
 TEST(GpuGatedRmsNorm, MatchesReference) {
   REQUIRE_GPU();
   for (int64_t D : {16, 96, 192}) {

@@ -10,6 +10,7 @@
 
 #include "gpu_test_util.h"
 #include "kernels/activations/activations_cuda.h"
+#include "kernels/conv1d/conv1d_cuda.h"
 #include "kernels/matmul/matmul.h"
 #include "kernels/matmul/matmul_cuda.h"
 
@@ -213,6 +214,89 @@ TEST(GpuDecodeGemm, FusedSwigluIsGemmThenSwigluBitwise) {
       }
       EXPECT_TRUE(same) << "R=" << R << ": fused differs from GEMM then swiglu";
       EXPECT_TRUE(pad_untouched) << "R=" << R << ": fused wrote past column I";
+    }
+  }
+}
+
+// The conv1d in the decode GEMM's epilogue (GemmArgs::conv): y, the conv outputs and the conv state bitwise those of
+// the GEMM followed by conv1d (one token per sequence), at 1-8 rows, with the rows' state slots out of order, a
+// window of 4 and of 2, and conv channels fewer than the GEMM's columns (the 7B's in_proj, scaled down).
+TEST(GpuDecodeGemm, ConvEpilogueIsGemmThenConv1dBitwise) {
+  REQUIRE_GPU();
+  struct Shape {
+    int64_t N, K, C, W;
+  };
+  for (const Shape& sh : {Shape{200, 136, 136, 4}, Shape{1000, 512, 704, 4}, Shape{96, 64, 40, 2}}) {
+    for (int64_t R : {1, 3, 5, 8}) {
+      const uint64_t seed = next_seed();
+      SCOPED_TRACE("seed " + std::to_string(seed) + " N=" + std::to_string(sh.N) + " C=" + std::to_string(sh.C) +
+                   " W=" + std::to_string(sh.W) + " R=" + std::to_string(R));
+      Rng rng(seed);
+      const int64_t S = sh.W - 1, n_slots = R + 5;
+      const DevBuf dx = upload_bf16(round_bf16(rng.normal_vec(size_t(R * sh.K))));
+      const DevBuf dw = upload_bf16(round_bf16(rng.normal_vec(size_t(sh.N * sh.K), 0.05f)));
+      const DevBuf dcw = upload_f32(rng.normal_vec(size_t(sh.C * sh.W), 0.5f));
+      const auto state0 = rng.normal_vec(size_t(n_slots * S * sh.C));
+      std::vector<int32_t> slots, cu = {0}, tok;
+      for (int64_t r = 0; r < R; ++r) {
+        slots.push_back(int32_t((r * 7 + 3) % n_slots));
+        cu.push_back(int32_t(r + 1));
+        tok.push_back(int32_t(r));
+      }
+      const DevBuf dslots = upload_i32(slots), dcu = upload_i32(cu), dtok = upload_i32(tok);
+      kc::GemmArgs a;
+      a.x = dx.get<bf16>();
+      a.ldx = sh.K;
+      a.w = dw.get<bf16>();
+      a.ldy = sh.N;
+      a.R = R;
+      a.N = sh.N;
+      a.K = sh.K;
+      // The GEMM, then conv1d.
+      DevBuf y1(size_t(R * sh.N) * 2), c1(size_t(R * sh.C) * 2);
+      DevBuf st1 = upload_f32(state0);
+      y1.poison();
+      c1.poison();
+      a.y = y1.get();
+      kc::decode_gemm(a, nullptr);
+      kc::Conv1dParams cp;
+      cp.n_seqs = R;
+      cp.T = R;
+      cp.cu_seqlens = dcu.get<int32_t>();
+      cp.state_slots = dslots.get<int32_t>();
+      cp.tok_seq = dtok.get<int32_t>();
+      cp.state = st1.get<float>();
+      cp.x = y1.get<bf16>();
+      cp.ldx = sh.N;
+      cp.y = c1.get<bf16>();
+      cp.ldy = sh.C;
+      cp.w = dcw.get<float>();
+      cp.C = sh.C;
+      cp.W = sh.W;
+      cp.one_token_each = true;
+      kc::conv1d(cp, nullptr);
+      // Fused.
+      DevBuf y2(size_t(R * sh.N) * 2), c2(size_t(R * sh.C) * 2);
+      DevBuf st2 = upload_f32(state0);
+      y2.poison();
+      c2.poison();
+      a.y = y2.get();
+      a.conv.C = sh.C;
+      a.conv.W = sh.W;
+      a.conv.w = dcw.get<float>();
+      a.conv.state = st2.get<float>();
+      a.conv.slots = dslots.get<int32_t>();
+      a.conv.out = c2.get<bf16>();
+      a.conv.ld_out = sh.C;
+      kc::decode_gemm(a, nullptr);
+      CUDA_CHECK(cudaGetLastError());
+      const auto conv_out = download_bf16(c2, size_t(R * sh.C));
+      bool finite = true;
+      for (float v : conv_out) finite &= std::isfinite(v);
+      EXPECT_TRUE(finite);
+      EXPECT_TRUE(same_bits(download_bf16(y2, size_t(R * sh.N)), download_bf16(y1, size_t(R * sh.N)))) << "y";
+      EXPECT_TRUE(same_bits(conv_out, download_bf16(c1, size_t(R * sh.C)))) << "conv outputs";
+      EXPECT_TRUE(same_bits(download_f32(st2, state0.size()), download_f32(st1, state0.size()))) << "conv state";
     }
   }
 }

@@ -66,8 +66,10 @@ void launch(const char* what, void (*kernel)(Params...), dim3 grid, dim3 block, 
   cfg.attrs = attr;
   cfg.numAttrs = 1;
   const cudaError_t err = cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
-  if (err != cudaSuccess)
+  if (err != cudaSuccess) {
+    cudaGetLastError();  // the failed launch's error is reported here, not left for a later check
     ::hyrax::fail("CUDA launch of ", what, " failed: ", cudaGetErrorName(err), " (", cudaGetErrorString(err), ")");
+  }
 }
 
 template <typename... Params, typename... Args>

@@ -43,7 +43,48 @@ struct DecodeParams {
   int64_t R, N, K;
   bool y_f32;
   int64_t half;  // GLU: y[r, n] = silu(x·w[n]) · (x·w[n + half]) for n < half (N = 2·half), as swiglu computes it
+  GemmArgs::Conv conv;  // conv.C > 0: the conv1d of the first conv.C columns (GemmArgs::conv)
 };
+
+// The conv1d epilogue (GemmArgs::conv, up to 8 rows, at most kConvW taps): a thread's elements of the block's output
+// are known before the main loop, so their state and taps are loaded then, and the epilogue only computes, as conv1d
+// does: taps in order from 0 with fmaf, SiLU, then the state shifted.
+constexpr int kConvW = 4;
+constexpr int kConvElems = 4;  // 16 columns × 8 rows over at least 32 threads
+
+struct ConvIn {
+  float st[kConvW - 1], w[kConvW];
+};
+
+__device__ __forceinline__ ConvIn conv_load(const GemmArgs::Conv& cv, int64_t r, int64_t n) {
+  ConvIn in;
+  const int S = int(cv.W) - 1;
+  const float* st = cv.state + int64_t(cv.slots[r]) * S * cv.C + n;
+#pragma unroll
+  for (int j = 0; j < kConvW - 1; ++j) in.st[j] = j < S ? st[j * cv.C] : 0.0f;
+#pragma unroll
+  for (int j = 0; j < kConvW; ++j) in.w[j] = j <= S ? cv.w[n * cv.W + j] : 0.0f;
+  return in;
+}
+
+__device__ __forceinline__ void conv_store(const GemmArgs::Conv& cv, const ConvIn& in, int64_t r, int64_t n, float x) {
+  const int S = int(cv.W) - 1;
+  float acc = 0.0f;
+#pragma unroll
+  for (int j = 0; j < kConvW - 1; ++j)
+    if (j < S) acc = fmaf(in.w[j], in.st[j], acc);
+  float wx = in.w[0];
+#pragma unroll
+  for (int j = 1; j < kConvW; ++j)
+    if (j == S) wx = in.w[j];
+  acc = fmaf(wx, x, acc);
+  cv.out[r * cv.ld_out + n] = __float2bfloat16_rn(hyrax::cuda::silu(acc));
+  float* st = cv.state + int64_t(cv.slots[r]) * S * cv.C + n;
+#pragma unroll
+  for (int j = 0; j + 1 < kConvW - 1; ++j)
+    if (j + 1 < S) st[j * cv.C] = in.st[j + 1];
+  if (S > 0) st[(S - 1) * cv.C] = x;
+}
 
 // 8 bf16 at p[0..8) (zeros at or past `left` elements), loaded element by element: for unaligned operands and a K
 // that is not a multiple of 8.
@@ -128,8 +169,11 @@ constexpr size_t smem_bytes(int kw) {  // the partial sums [KW][TN·RG·4][32] f
 //
 // GLU (TN = 2): a warp's two tiles are gate rows n … n+15 and the up rows n + half …, and the epilogue writes
 // silu(gate)·up from the two sums, each rounded to bf16 first: the bits of the GEMM into [gate | up] then swiglu.
-template <int RG, int TN, int U, bool PREFETCH, bool VEC, bool GLU>
+//
+// CONV: the conv1d epilogue (GemmArgs::conv), its inputs loaded before the main loop.
+template <int RG, int TN, int U, bool PREFETCH, bool VEC, bool GLU, bool CONV = false>
 __global__ void __launch_bounds__(kMaxWarps * 32) decode_gemm_kernel(DecodeParams p) {
+  static_assert(!CONV || (RG == 1 && TN == 1 && !GLU), "the conv1d epilogue: up to 8 rows, plain");
   static_assert(!GLU || TN == 2, "GLU pairs a gate tile with an up tile");
   extern __shared__ float partial[];  // [KW][TN·RG·4][32] each warp's accumulators
   const int KW = int(blockDim.x / 32), warp = int(threadIdx.x / 32), lane = int(threadIdx.x % 32);
@@ -203,6 +247,15 @@ __global__ void __launch_bounds__(kMaxWarps * 32) decode_gemm_kernel(DecodeParam
   uint4 wv[U][TN][2][2];
   if constexpr (PREFETCH) load_stage(wv, c_begin, std::true_type{});
   hyrax::cuda::wait_for_previous_grids();
+  // The conv1d epilogue's inputs, for the elements this thread will write (the epilogue's loop below).
+  ConvIn conv_in[CONV ? kConvElems : 1];
+  if constexpr (CONV) {
+#pragma unroll
+    for (int j = 0; j < kConvElems; ++j) {
+      const int idx = int(threadIdx.x) + j * int(blockDim.x), nn = idx % 16, rr = idx / 16;
+      if (idx < 16 * 8 && n0 + nn < p.conv.C && r0 + rr < p.R) conv_in[j] = conv_load(p.conv, r0 + rr, n0 + nn);
+    }
+  }
   for (int64_t c = c_begin; c < c_end; c += U) {
     if constexpr (PREFETCH) {
       uint4 next[U][TN][2][2];
@@ -248,24 +301,37 @@ __global__ void __launch_bounds__(kMaxWarps * 32) decode_gemm_kernel(DecodeParam
       static_cast<bf16*>(p.y)[r * p.ldy + n] = __float2bfloat16_rn(hyrax::cuda::silu(gate) * up);
     }
   } else {
-    for (int idx = int(threadIdx.x); idx < E * 32; idx += int(blockDim.x)) {
+    auto emit = [&](int idx, const ConvIn& cin) {
       const int nn = idx % (16 * TN), rr = idx / (16 * TN);
       const float s = sum_at(nn, rr);
       const int64_t n = n0 + nn, r = r0 + rr;
-      if (n >= p.N || r >= p.R) continue;
-      if (p.y_f32) static_cast<float*>(p.y)[r * p.ldy + n] = s;
-      else static_cast<bf16*>(p.y)[r * p.ldy + n] = __float2bfloat16_rn(s);
+      if (n >= p.N || r >= p.R) return;
+      if (p.y_f32) {
+        static_cast<float*>(p.y)[r * p.ldy + n] = s;
+      } else {
+        const bf16 yv = __float2bfloat16_rn(s);
+        static_cast<bf16*>(p.y)[r * p.ldy + n] = yv;
+        if constexpr (CONV)
+          if (n < p.conv.C) conv_store(p.conv, cin, r, n, __bfloat162float(yv));
+      }
+    };
+    if constexpr (CONV) {
+#pragma unroll
+      for (int j = 0; j < kConvElems; ++j)
+        if (int(threadIdx.x) + j * int(blockDim.x) < E * 32) emit(int(threadIdx.x) + j * int(blockDim.x), conv_in[j]);
+    } else {
+      for (int idx = int(threadIdx.x); idx < E * 32; idx += int(blockDim.x)) emit(idx, conv_in[0]);
     }
   }
 }
 
-template <int RG, int TN, int U, bool PREFETCH, bool VEC, bool GLU>
+template <int RG, int TN, int U, bool PREFETCH, bool VEC, bool GLU, bool CONV = false>
 void launch(const DecodeParams& p, int kw, cudaStream_t stream) {
   const int64_t row_batches = (p.R + 8 * RG - 1) / (8 * RG);
   const int64_t tiles = GLU ? (p.half + 15) / 16 : (p.N + 16 * TN - 1) / (16 * TN);
   HYRAX_CHECK(tiles <= 65535 && row_batches <= 2147483647, "decode gemm: N=", p.N, " R=", p.R, " is too large");
   const dim3 grid{unsigned(row_batches), unsigned(tiles)};
-  auto* kernel = decode_gemm_kernel<RG, TN, U, PREFETCH, VEC, GLU>;
+  auto* kernel = decode_gemm_kernel<RG, TN, U, PREFETCH, VEC, GLU, CONV>;
   static const bool attr_set = [&] {  // once per instance, at its first (uncaptured) use
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     int(smem_bytes<RG, TN>(kMaxWarps))));
@@ -279,12 +345,12 @@ void launch(const DecodeParams& p, int kw, cudaStream_t stream) {
                       RG <= 2 ? hyrax::cuda::Overlap::allowed : hyrax::cuda::Overlap::none, p);
 }
 
-template <int RG, int TN, int U, bool PREFETCH, bool GLU = false>
+template <int RG, int TN, int U, bool PREFETCH, bool GLU = false, bool CONV = false>
 void launch_vec(const DecodeParams& p, int kw, cudaStream_t stream) {
   const bool vec = reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && reinterpret_cast<uintptr_t>(p.w) % 16 == 0 &&
                    p.K % 8 == 0 && p.ldx % 8 == 0;
-  if (vec) launch<RG, TN, U, PREFETCH, true, GLU>(p, kw, stream);
-  else launch<RG, TN, U, PREFETCH, false, GLU>(p, kw, stream);
+  if (vec) launch<RG, TN, U, PREFETCH, true, GLU, CONV>(p, kw, stream);
+  else launch<RG, TN, U, PREFETCH, false, GLU, CONV>(p, kw, stream);
 }
 
 // How the weights are staged, by row groups: 2 chunks a stage with the next stage prefetched up to 32 rows, without
@@ -297,6 +363,8 @@ void launch_vec(const DecodeParams& p, int kw, cudaStream_t stream) {
 template <int RG>
 void launch(const DecodeParams& p, int kw, int layout, cudaStream_t stream) {
   constexpr int U = 2;
+  if constexpr (RG == 1)
+    if (p.conv.C > 0) return launch_vec<1, 1, U, true, false, true>(p, kw, stream);
   if (p.half > 0) return launch_vec<RG, 2, U, RG <= 4, true>(p, kw, stream);
   if constexpr (RG < 4) {
     launch_vec<RG, 1, U, true>(p, kw, stream);
@@ -327,6 +395,11 @@ void decode_gemm(const GemmArgs& a, cudaStream_t stream, int k_warps, int layout
               " of N=", a.N, a.y_f32 ? " (float32 output)" : "");
   HYRAX_CHECK(a.ldx >= a.K && a.ldy >= (a.glu_half > 0 ? a.glu_half : a.N), "decode gemm: row strides ldx=", a.ldx,
               " ldy=", a.ldy, " for K=", a.K, " N=", a.N);
+  HYRAX_CHECK(a.conv.C == 0 ||
+                  (a.R <= 8 && a.conv.C <= a.N && a.conv.W >= 1 && a.conv.W <= kConvW && a.conv.w && a.conv.state &&
+                   a.conv.slots && a.conv.out && a.conv.ld_out >= a.conv.C && !a.y_f32 && a.glu_half == 0),
+              "decode gemm: conv1d of ", a.conv.C, " columns (W=", a.conv.W, ") of N=", a.N,
+              a.y_f32 ? " (float32 output)" : "");
   HYRAX_CHECK(k_warps == 1 || k_warps == 2 || k_warps == 4 || k_warps == 8, "decode gemm: k_warps ", k_warps);
   HYRAX_CHECK(layout >= -1 && layout < kDecodeGemmLayouts, "decode gemm: layout ", layout);
   // The layout by shape (it changes no bit). Measured on an H100 (bench-kernels --only gemm, 2026-11-27): at 17-32
@@ -335,7 +408,7 @@ void decode_gemm(const GemmArgs& a, cudaStream_t stream, int k_warps, int layout
   // rows two tiles a warp (1) win on every stacked shape (mlp down 81.6 -> 60.2 µs, attention 32.1 -> 23.5 µs).
   if (layout < 0) layout = a.R <= 16 ? 0 : a.R <= 32 ? (a.N >= 3840 ? 2 : 0) : 1;
   if (a.R == 0) return;
-  const DecodeParams p{a.x, a.ldx, a.w, a.y, a.ldy, a.R, a.N, a.K, a.y_f32, a.glu_half};
+  const DecodeParams p{a.x, a.ldx, a.w, a.y, a.ldy, a.R, a.N, a.K, a.y_f32, a.glu_half, a.conv};
   // Row groups (8 rows of x) per block, by R only.
   if (a.R <= 8) launch<1>(p, k_warps, layout, stream);
   else if (a.R <= 16) launch<2>(p, k_warps, layout, stream);

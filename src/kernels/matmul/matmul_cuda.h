@@ -39,6 +39,19 @@ struct GemmArgs {
   // decode_gemm only: > 0 fuses the gated MLP's activation: w is [gate; up] (N = 2·glu_half rows) and y[R,
   // glu_half] (bf16) = silu(x·gateᵀ)·(x·upᵀ), with the bits of the GEMM into [gate | up] followed by swiglu.
   int64_t glu_half = 0;
+  // decode_gemm only (R <= 8, bf16 y, no glu_half, a plain input, W <= 4): row r is the one token of sequence r,
+  // and columns [0, conv.C) of y also
+  // pass through the causal conv1d + SiLU of kernels/conv1d, continuing from and updating each sequence's conv state,
+  // with conv1d's bits: conv.out[r, n] = bf16(silu(Σ_j w[n, j]·[state; y][j])), then the state shifted.
+  struct Conv {
+    int64_t C = 0, W = 0;
+    const float* w = nullptr;        // [C, W]
+    float* state = nullptr;          // [n_slots, W-1, C]
+    const int32_t* slots = nullptr;  // [R] device: row r's state slot
+    __nv_bfloat16* out = nullptr;    // [R, C], row stride ld_out
+    int64_t ld_out = 0;
+  };
+  Conv conv = {};
 };
 
 /// y = x · wᵀ for decode-sized R on hyrax's own kernel (mma.sync, no split across blocks, no atomics, no scratch,

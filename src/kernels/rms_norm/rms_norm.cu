@@ -28,10 +28,8 @@ enum Mode { kPlain, kAddThenNorm, kNormThenAdd };
 // kPlain: y = rms(x)·w. kAddThenNorm: res = bf16(res + x), y = rms(res)·w. kNormThenAdd: res = bf16(res + bf16(rms(x)·w)).
 // Each rounds where the unfused ops (add, rms_norm) round, so the fused forms give the same bits.
 template <bool VEC, int MODE>
-__global__ void rms_norm_kernel(RmsNormParams p) {
-  hyrax::cuda::begin_after_previous_grids();
+__device__ __forceinline__ void rms_norm_row(const RmsNormParams& p, int64_t row) {
   __shared__ float red[32];
-  const int64_t row = blockIdx.x;
   const bf16* x = p.x + row * p.ldx;
   bf16* y = p.y + row * p.ldy;
   bf16* res = MODE == kPlain ? nullptr : p.res + row * p.ldr;
@@ -94,43 +92,100 @@ __global__ void rms_norm_kernel(RmsNormParams p) {
   }
 }
 
+template <bool VEC, int MODE>
+__global__ void rms_norm_kernel(RmsNormParams p) {
+  hyrax::cuda::begin_after_previous_grids();
+  rms_norm_row<VEC, MODE>(p, blockIdx.x);
+}
+
+// Two plain norms in one launch (blockIdx.y picks which), each row as rms_norm_kernel computes it.
+template <bool VEC>
+__global__ void rms_norm_pair_kernel(RmsNormParams a, RmsNormParams b) {
+  hyrax::cuda::begin_after_previous_grids();
+  rms_norm_row<VEC, kPlain>(blockIdx.y == 0 ? a : b, blockIdx.x);
+}
+
 template <int MODE>
-void launch_rms_norm(const RmsNormParams& p, cudaStream_t stream, const char* what) {
+bool vec_ok(const RmsNormParams& p) {
+  return p.C % 8 == 0 && p.ldx % 8 == 0 && aligned16(p.x) &&
+         (MODE == kNormThenAdd || (p.ldy % 8 == 0 && aligned16(p.y))) &&
+         (MODE == kPlain || (p.ldr % 8 == 0 && aligned16(p.res)));
+}
+
+// Threads per row: one 16-byte group (or one element) each, in whole warps, at most 256.
+int row_threads(const RmsNormParams& p, bool vec) {
+  const int64_t per_thread = vec ? 8 : 1;
+  return int(std::min<int64_t>(256, std::max<int64_t>(32, (p.C / per_thread + 31) / 32 * 32)));
+}
+
+template <int MODE>
+void check_norm(const RmsNormParams& p, const char* what) {
   HYRAX_CHECK(p.T >= 0 && p.C > 0, what, ": T=", p.T, " C=", p.C);
-  if (p.T == 0) return;
-  HYRAX_CHECK(p.x && p.w && (MODE == kNormThenAdd || p.y) && (MODE == kPlain || p.res), what, ": null pointer");
+  HYRAX_CHECK(p.T == 0 || (p.x && p.w && (MODE == kNormThenAdd || p.y) && (MODE == kPlain || p.res)), what,
+              ": null pointer");
   HYRAX_CHECK(p.ldx >= p.C && (MODE == kNormThenAdd || p.ldy >= p.C) && (MODE == kPlain || p.ldr >= p.C), what,
               ": row strides ldx=", p.ldx, " ldy=", p.ldy, " ldr=", p.ldr, " below C=", p.C);
   HYRAX_CHECK(p.T <= INT32_MAX, what, ": T=", p.T);
-  const bool vec = p.C % 8 == 0 && p.ldx % 8 == 0 && aligned16(p.x) &&
-                   (MODE == kNormThenAdd || (p.ldy % 8 == 0 && aligned16(p.y))) &&
-                   (MODE == kPlain || (p.ldr % 8 == 0 && aligned16(p.res)));
-  const int64_t per_thread = vec ? 8 : 1;
-  const int threads = int(std::min<int64_t>(256, std::max<int64_t>(32, (p.C / per_thread + 31) / 32 * 32)));
-  hyrax::cuda::launch(what, vec ? rms_norm_kernel<true, MODE> : rms_norm_kernel<false, MODE>, dim3(unsigned(p.T)),
-                      dim3(threads), 0, stream, p);
 }
 
-// One warp per (token, head).
+template <int MODE>
+void launch_rms_norm(const RmsNormParams& p, cudaStream_t stream, const char* what) {
+  check_norm<MODE>(p, what);
+  if (p.T == 0) return;
+  const bool vec = vec_ok<MODE>(p);
+  hyrax::cuda::launch(what, vec ? rms_norm_kernel<true, MODE> : rms_norm_kernel<false, MODE>, dim3(unsigned(p.T)),
+                      dim3(row_threads(p, vec)), 0, stream, p);
+}
+
+// One warp per (token, head); lane l takes values l, l + 32, …, the first 256 of them (x and gate) all loaded before
+// any is used.
 __global__ void gated_rms_norm_kernel(GatedRmsNormParams p) {
   hyrax::cuda::begin_after_previous_grids();
   const int64_t item = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   if (item >= p.T * p.H) return;
   const int lane = threadIdx.x & 31;
-  const int64_t t = item / p.H, h = item % p.H;
-  const bf16* x = p.x + t * p.ldx + h * p.D;
-  const bf16* g = p.gate + t * p.ldg + h * p.D;
-  bf16* y = p.y + t * p.ldy + h * p.D;
+  const int64_t t = item / p.H, h = item % p.H, D = p.D;
+  const bf16* x = p.x + t * p.ldx + h * D;
+  const bf16* g = p.gate + t * p.ldg + h * D;
+  bf16* y = p.y + t * p.ldy + h * D;
+  constexpr int J = 8;
+  float xv[J], gv[J];
+#pragma unroll
+  for (int j = 0; j < J; ++j) {
+    const int64_t d = lane + 32 * j;
+    xv[j] = d < D ? to_f(x[d]) : 0.0f;
+    gv[j] = d < D ? to_f(g[d]) : 0.0f;
+  }
   float ss = 0.0f;
-  for (int64_t d = lane; d < p.D; d += 32) ss += to_f(x[d]) * to_f(x[d]);
+#pragma unroll
+  for (int j = 0; j < J; ++j)
+    if (lane + 32 * j < D) ss = fmaf(xv[j], xv[j], ss);
+  for (int64_t d = lane + 32 * J; d < D; d += 32) ss = fmaf(to_f(x[d]), to_f(x[d]), ss);
   ss = warp_sum(ss);
-  const float r = 1.0f / sqrtf(ss / float(p.D) + p.eps);
-  for (int64_t d = lane; d < p.D; d += 32) y[d] = to_bf(to_f(x[d]) * r * p.w[d] * silu(to_f(g[d])));
+  const float r = 1.0f / sqrtf(ss / float(D) + p.eps);
+#pragma unroll
+  for (int j = 0; j < J; ++j) {
+    const int64_t d = lane + 32 * j;
+    if (d < D) y[d] = to_bf(xv[j] * r * p.w[d] * silu(gv[j]));
+  }
+  for (int64_t d = lane + 32 * J; d < D; d += 32) y[d] = to_bf(to_f(x[d]) * r * p.w[d] * silu(to_f(g[d])));
 }
 
 }  // namespace
 
 void rms_norm(const RmsNormParams& p, cudaStream_t stream) { launch_rms_norm<kPlain>(p, stream, "rms_norm"); }
+void rms_norm_pair(const RmsNormParams& a, const RmsNormParams& b, cudaStream_t stream) {
+  check_norm<kPlain>(a, "rms_norm_pair (first)");
+  check_norm<kPlain>(b, "rms_norm_pair (second)");
+  const bool vec = vec_ok<kPlain>(a);
+  if (a.T != b.T || vec != vec_ok<kPlain>(b) || row_threads(a, vec) != row_threads(b, vec)) {
+    rms_norm(a, stream);  // rows of another length or alignment: two launches
+    return rms_norm(b, stream);
+  }
+  if (a.T == 0) return;
+  hyrax::cuda::launch("rms_norm_pair", vec ? rms_norm_pair_kernel<true> : rms_norm_pair_kernel<false>,
+                      dim3(unsigned(a.T), 2), dim3(row_threads(a, vec)), 0, stream, a, b);
+}
 void add_rms_norm(const RmsNormParams& p, cudaStream_t stream) {
   launch_rms_norm<kAddThenNorm>(p, stream, "add_rms_norm");
 }

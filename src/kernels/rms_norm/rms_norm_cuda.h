@@ -23,6 +23,9 @@ struct RmsNormParams {
 
 /// y = x / sqrt(mean(x²) + eps) * w
 void rms_norm(const RmsNormParams& p, cudaStream_t stream);
+/// rms_norm(a) and rms_norm(b) (the same rows: a.T == b.T), in one launch where their rows are alike (length,
+/// alignment); the bits of the two calls either way.
+void rms_norm_pair(const RmsNormParams& a, const RmsNormParams& b, cudaStream_t stream);
 /// res = res + x, then y = rms_norm(res) (a pre-norm residual step); the same bits as add then rms_norm.
 void add_rms_norm(const RmsNormParams& p, cudaStream_t stream);
 /// res = res + rms_norm(x) (a post-norm residual step; y unused); the same bits as rms_norm then add.
