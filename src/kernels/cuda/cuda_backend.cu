@@ -407,13 +407,13 @@ class CudaBackend final : public Backend {
     run_pinned(a, nd);
   }
 
-  // From 9 decode rows, those rows take the decode GEMM with the activation fused (the same bits as matmul then
-  // swiglu), the others the pinned cuBLASLt algorithm into [gate | up], then swiglu. Up to 8 rows the two launches
-  // are faster: the fused kernel's warps own a gate and an up tile each, half as many warps, and on an H100
-  // (2026-11-27) the batch-1 7B step took 5.89 ms fused against 5.85 ms apart, while batch 32 took 8.82 against 8.94.
+  // The decode rows take the decode GEMM with the activation fused (the same bits as matmul then swiglu), the
+  // others the pinned cuBLASLt algorithm into [gate | up], then swiglu. Up to 8 rows the fused kernel puts a gate
+  // tile and its up tile on two sets of warps (as many warps as the plain GEMM); with both on one warp (half as
+  // many) the batch-1 7B step was slower than two launches (H100, 2026-11-27: 5.89 against 5.85 ms).
   void matmul_swiglu(const Tensor& x, const Tensor& w, const Tensor& gate_up) override {
     const int64_t nd = std::min(n_decode_, x.rows()), I = w.dim(0) / 2;
-    if (nd <= 8) return Backend::matmul_swiglu(x, w, gate_up);
+    if (nd == 0) return Backend::matmul_swiglu(x, w, gate_up);
     expect_bf16(gate_up, "matmul_swiglu output");
     HYRAX_CHECK(w.dim(0) % 2 == 0, "matmul_swiglu: gate and up stacked, an even row count, not ", w.shape_str());
     const kc::GemmArgs a = gemm_args("matmul_swiglu", x, w, gate_up);

@@ -170,17 +170,24 @@ constexpr size_t smem_bytes(int kw) {  // the partial sums [KW][TN·RG·4][32] f
 // GLU (TN = 2): a warp's two tiles are gate rows n … n+15 and the up rows n + half …, and the epilogue writes
 // silu(gate)·up from the two sums, each rounded to bf16 first: the bits of the GEMM into [gate | up] then swiglu.
 //
+// PAIR (TN = 1, the activation as GLU's): the gate tile and its up tile in one block, on two sets of warps, each
+// set splitting K as the plain GEMM's warps do; the epilogue takes the gate sum from the first set and the up sum
+// from the second. The same warps per weight byte as the plain GEMM (GLU's TN = 2 halves them), and its sums.
+//
 // CONV: the conv1d epilogue (GemmArgs::conv), its inputs loaded before the main loop.
-template <int RG, int TN, int U, bool PREFETCH, bool VEC, bool GLU, bool CONV = false>
-__global__ void __launch_bounds__(kMaxWarps * 32) decode_gemm_kernel(DecodeParams p) {
-  static_assert(!CONV || (RG == 1 && TN == 1 && !GLU), "the conv1d epilogue: up to 8 rows, plain");
+template <int RG, int TN, int U, bool PREFETCH, bool VEC, bool GLU, bool CONV = false, bool PAIR = false>
+__global__ void __launch_bounds__((PAIR ? 2 : 1) * kMaxWarps * 32) decode_gemm_kernel(DecodeParams p) {
+  static_assert(!CONV || (RG == 1 && TN == 1 && !GLU && !PAIR), "the conv1d epilogue: up to 8 rows, plain");
   static_assert(!GLU || TN == 2, "GLU pairs a gate tile with an up tile");
+  static_assert(!PAIR || (TN == 1 && !GLU), "PAIR puts the gate and up tiles on separate warps");
   extern __shared__ float partial[];  // [KW][TN·RG·4][32] each warp's accumulators
   const int KW = int(blockDim.x / 32), warp = int(threadIdx.x / 32), lane = int(threadIdx.x % 32);
   const int g = lane / 4, t = lane % 4;
-  const int64_t n0 = int64_t(blockIdx.y) * 16 * (GLU ? 1 : TN), r0 = int64_t(blockIdx.x) * 8 * RG;
+  // PAIR: warps [0, KT) the gate tile, [KT, 2·KT) the up tile; otherwise all KW warps split K.
+  const int KT = PAIR ? KW / 2 : KW, kpart = PAIR ? warp % KT : warp, up_tile = PAIR ? warp / KT : 0;
+  const int64_t n0 = int64_t(blockIdx.y) * 16 * (GLU || PAIR ? 1 : TN), r0 = int64_t(blockIdx.x) * 8 * RG;
   const int64_t chunks = (p.K + kChunk - 1) / kChunk;
-  const int64_t c_begin = chunks * warp / KW, c_end = chunks * (warp + 1) / KW;
+  const int64_t c_begin = chunks * kpart / KT, c_end = chunks * (kpart + 1) / KT;
 
   const bf16* wrow[TN][2];  // weight rows g, g + 8 of each of the warp's tiles
   bool wvalid[TN][2];
@@ -188,8 +195,10 @@ __global__ void __launch_bounds__(kMaxWarps * 32) decode_gemm_kernel(DecodeParam
   for (int tn = 0; tn < TN; ++tn)
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const int64_t n = GLU ? n0 + g + 8 * h + tn * p.half : n0 + 16 * tn + g + 8 * h;
-      wvalid[tn][h] = GLU ? n0 + g + 8 * h < p.half : n < p.N;
+      const int64_t n = GLU    ? n0 + g + 8 * h + tn * p.half
+                        : PAIR ? n0 + g + 8 * h + up_tile * p.half
+                               : n0 + 16 * tn + g + 8 * h;
+      wvalid[tn][h] = GLU || PAIR ? n0 + g + 8 * h < p.half : n < p.N;
       wrow[tn][h] = p.w + (wvalid[tn][h] ? n : 0) * p.K;
     }
   const bf16* xrow[RG];  // x row g of each row group
@@ -283,21 +292,22 @@ __global__ void __launch_bounds__(kMaxWarps * 32) decode_gemm_kernel(DecodeParam
       for (int i = 0; i < 4; ++i) partial[(warp * E + (tn * RG + rg) * 4 + i) * 32 + lane] = acc[tn][rg][i];
   __syncthreads();
   // Element (row rr, column nn) of the block's [8·RG, 16·TN] output sits in accumulator (tn, rg, i) of lane (gg, tt).
-  auto sum_at = [&](int nn, int rr) {
+  // (PAIR: the partials of warps [w0, w0 + KT).)
+  auto sum_at = [&](int nn, int rr, int w0 = 0) {
     const int tn = nn / 16, nt = nn % 16;
     const int gg = nt % 8, rg = rr / 8, tt = (rr % 8) / 2, i = 2 * (nt / 8) + rr % 2;
     const int at = ((tn * RG + rg) * 4 + i) * 32 + gg * 4 + tt;
-    float s = partial[at];
-    for (int w = 1; w < KW; ++w) s += partial[w * E * 32 + at];
+    float s = partial[w0 * E * 32 + at];
+    for (int w = 1; w < KT; ++w) s += partial[(w0 + w) * E * 32 + at];
     return s;
   };
-  if constexpr (GLU) {
+  if constexpr (GLU || PAIR) {
     for (int idx = int(threadIdx.x); idx < 16 * 8 * RG; idx += int(blockDim.x)) {
       const int nn = idx % 16, rr = idx / 16;
       const int64_t n = n0 + nn, r = r0 + rr;
       if (n >= p.half || r >= p.R) continue;
       const float gate = __bfloat162float(__float2bfloat16_rn(sum_at(nn, rr)));
-      const float up = __bfloat162float(__float2bfloat16_rn(sum_at(16 + nn, rr)));
+      const float up = __bfloat162float(__float2bfloat16_rn(PAIR ? sum_at(nn, rr, KT) : sum_at(16 + nn, rr)));
       static_cast<bf16*>(p.y)[r * p.ldy + n] = __float2bfloat16_rn(hyrax::cuda::silu(gate) * up);
     }
   } else {
@@ -325,32 +335,33 @@ __global__ void __launch_bounds__(kMaxWarps * 32) decode_gemm_kernel(DecodeParam
   }
 }
 
-template <int RG, int TN, int U, bool PREFETCH, bool VEC, bool GLU, bool CONV = false>
+template <int RG, int TN, int U, bool PREFETCH, bool VEC, bool GLU, bool CONV = false, bool PAIR = false>
 void launch(const DecodeParams& p, int kw, cudaStream_t stream) {
   const int64_t row_batches = (p.R + 8 * RG - 1) / (8 * RG);
-  const int64_t tiles = GLU ? (p.half + 15) / 16 : (p.N + 16 * TN - 1) / (16 * TN);
+  const int64_t tiles = GLU || PAIR ? (p.half + 15) / 16 : (p.N + 16 * TN - 1) / (16 * TN);
+  const int warps = (PAIR ? 2 : 1) * kw;
   HYRAX_CHECK(tiles <= 65535 && row_batches <= 2147483647, "decode gemm: N=", p.N, " R=", p.R, " is too large");
   const dim3 grid{unsigned(row_batches), unsigned(tiles)};
-  auto* kernel = decode_gemm_kernel<RG, TN, U, PREFETCH, VEC, GLU, CONV>;
+  auto* kernel = decode_gemm_kernel<RG, TN, U, PREFETCH, VEC, GLU, CONV, PAIR>;
   static const bool attr_set = [&] {  // once per instance, at its first (uncaptured) use
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    int(smem_bytes<RG, TN>(kMaxWarps))));
+                                    int(smem_bytes<RG, TN>((PAIR ? 2 : 1) * kMaxWarps))));
     return true;
   }();
   (void)attr_set;
   // Overlapped with the kernel before it up to 16 rows only: on an H100 (2026-11-27) it took the 7B batch-1 step
   // from 6.13 to 5.91 ms, while at 32 rows the step went from 9.36 to 9.71 ms (9.42 with the GEMMs alone launched
   // in order).
-  hyrax::cuda::launch("decode_gemm", kernel, grid, dim3(unsigned(kw * 32)), smem_bytes<RG, TN>(kw), stream,
+  hyrax::cuda::launch("decode_gemm", kernel, grid, dim3(unsigned(warps * 32)), smem_bytes<RG, TN>(warps), stream,
                       RG <= 2 ? hyrax::cuda::Overlap::allowed : hyrax::cuda::Overlap::none, p);
 }
 
-template <int RG, int TN, int U, bool PREFETCH, bool GLU = false, bool CONV = false>
+template <int RG, int TN, int U, bool PREFETCH, bool GLU = false, bool CONV = false, bool PAIR = false>
 void launch_vec(const DecodeParams& p, int kw, cudaStream_t stream) {
   const bool vec = reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && reinterpret_cast<uintptr_t>(p.w) % 16 == 0 &&
                    p.K % 8 == 0 && p.ldx % 8 == 0;
-  if (vec) launch<RG, TN, U, PREFETCH, true, GLU, CONV>(p, kw, stream);
-  else launch<RG, TN, U, PREFETCH, false, GLU, CONV>(p, kw, stream);
+  if (vec) launch<RG, TN, U, PREFETCH, true, GLU, CONV, PAIR>(p, kw, stream);
+  else launch<RG, TN, U, PREFETCH, false, GLU, CONV, PAIR>(p, kw, stream);
 }
 
 // How the weights are staged, by row groups: 2 chunks a stage with the next stage prefetched up to 32 rows, without
@@ -359,12 +370,15 @@ void launch_vec(const DecodeParams& p, int kw, cudaStream_t stream) {
 // shape (bench-kernels --only gemm, 2026-11-27 17:56 UTC, R = 1: lm_head 221.9 -> 187.2 µs = 82 -> 98% of copy
 // bandwidth, gate+up 60.5 -> 46.3 µs, q+k+v 30.7 -> 27.1 µs; the 7B batch-1 step 5.66 -> 4.78 ms); the H100 is to
 // be measured again. From 17 rows, `layout` 1 and 2 give each warp two weight tiles sharing its x reads (2: with the
-// prefetch at 32 rows). Staging and layout change no sum: every choice gives the same bits.
+// prefetch at 32 rows). Staging and layout change no sum: every choice gives the same bits. The fused activation
+// (glu_half) runs as PAIR up to 8 rows (as many warps as the plain GEMM), from 9 rows as GLU.
 template <int RG>
 void launch(const DecodeParams& p, int kw, int layout, cudaStream_t stream) {
   constexpr int U = 2;
-  if constexpr (RG == 1)
+  if constexpr (RG == 1) {
     if (p.conv.C > 0) return launch_vec<1, 1, U, true, false, true>(p, kw, stream);
+    if (p.half > 0) return launch_vec<1, 1, U, true, false, false, true>(p, kw, stream);  // PAIR
+  }
   if (p.half > 0) return launch_vec<RG, 2, U, RG <= 4, true>(p, kw, stream);
   if constexpr (RG < 4) {
     launch_vec<RG, 1, U, true>(p, kw, stream);
