@@ -4,7 +4,8 @@
 #                                  machine needs into .gpu/ (git-ignored); fetches the peer wheels into .whl/.
 #   scripts/gpu_check.sh           on the GPU machine, from the repository root with .gpu (and .whl) carried: runs
 #                                  the GPU tests, the kernel benchmarks, the peers (fla, torch SDPA), the CLI on every
-#                                  fixture and the demo model, and the whole-model 7B bench; logs go to $OUT.
+#                                  fixture and the demo model, the whole-model 7B bench, serving, a kernel-by-kernel
+#                                  profile of a batch-1 step (Nsight Compute) and compute-sanitizer; logs go to $OUT.
 # Each stage has its own time limit so that one slow stage cannot eat the others' time.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -33,9 +34,10 @@ OUT=${OUT:-out/gpu_check}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 export LD_LIBRARY_PATH="$PWD/.gpu/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-# `scripts/gpu_check.sh [STAGE ...]` runs only the named stages (tests kernels cli floor peers model serve sanitizer);
+# `scripts/gpu_check.sh [STAGE ...]` runs only the named stages (tests kernels cli floor peers model serve profile
+# sanitizer);
 # all of them take ~15 minutes, more than one device call allows, so a call usually names a few.
-STAGES=" ${*:-tests kernels cli floor peers model serve sanitizer} "
+STAGES=" ${*:-tests kernels cli floor peers model serve profile sanitizer} "
 want() { [[ "$STAGES" == *" $1 "* ]]; }
 stage() { echo; echo "==== $1 ($(date -u +%H:%M:%S))"; }
 
@@ -107,6 +109,15 @@ if want serve; then
 stage "serving: the vLLM workload (8192 in, 1024 out, 32 clients)"
 timeout 150 .gpu/hyrax bench serve --config configs/olmo-hybrid-7b.json --dummy-weights --device cuda -c 32 -n 32 \
   --input-len 8192 --output-len 1024 --prefill-chunk 2048 --max-memory 40G 2>&1 | tail -9 | tee "$OUT/serve.log"
+fi
+
+if want profile; then
+stage "profile: one batch-1 7B decode step, kernel by kernel (Nsight Compute, each kernel alone)"
+NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+timeout 200 "$NCU" --clock-control none --metrics gpu__time_duration.sum --csv --print-units base \
+  .gpu/hyrax bench --config configs/olmo-hybrid-7b.json --dummy-weights --device cuda --prompt-len 16 --decode 2 \
+  --batch 1 > "$OUT/ncu_b1.csv" 2> "$OUT/ncu_b1.err"
+python3 scripts/ncu_step_breakdown.py "$OUT/ncu_b1.csv" | tee "$OUT/step_breakdown.log"
 fi
 
 if want sanitizer; then
