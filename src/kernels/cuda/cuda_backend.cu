@@ -512,8 +512,8 @@ class CudaBackend final : public Backend {
   void matmul_conv1d(const Tensor& x, const Tensor& w, const Tensor& y, const Tensor& conv_w, float* conv_pool,
                      const Tensor& conv_out) override {
     const int64_t C = conv_w.dim(0);
-    if (n_decode_ == 0 || n_decode_ > 8 || n_decode_ != step_.n_seqs || x.rows() != n_decode_ ||
-        y.dtype != DType::BF16 || conv_w.dim(1) > 4)
+    if (n_decode_ == 0 || n_decode_ > kc::kDecodeGemmConvRows || n_decode_ != step_.n_seqs || x.rows() != n_decode_ ||
+        y.dtype != DType::BF16 || conv_w.dim(1) > kc::kDecodeGemmConvTaps)
       return Backend::matmul_conv1d(x, w, y, conv_w, conv_pool, conv_out);
     expect_bf16(conv_out, "matmul_conv1d conv output");
     HYRAX_CHECK(conv_out.rows() == x.rows() && conv_out.dim(-1) == C && C <= w.dim(0) && conv_w.dtype == DType::F32,

@@ -49,11 +49,13 @@ struct DecodeParams {
 // The conv1d epilogue (GemmArgs::conv, up to 8 rows, at most kConvW taps): a thread's elements of the block's output
 // are known before the main loop, so their state and taps are loaded then, and the epilogue only computes, as conv1d
 // does: taps in order from 0 with fmaf, SiLU, then the state shifted.
-constexpr int kConvW = 4;
+constexpr int kConvW = kDecodeGemmConvTaps;
 constexpr int kConvElems = 4;  // 16 columns × 8 rows over at least 32 threads
+static_assert(kDecodeGemmConvRows == 8, "the conv1d epilogue runs in the one-row-group (8-row) kernel");
 
 struct ConvIn {
-  float st[kConvW - 1], w[kConvW];
+  float st[kConvW - 1], w[kConvW - 1];  // the state rows and the taps that multiply them
+  float wx;                             // the tap of the new input
 };
 
 __device__ __forceinline__ ConvIn conv_load(const GemmArgs::Conv& cv, int64_t r, int64_t n) {
@@ -63,7 +65,8 @@ __device__ __forceinline__ ConvIn conv_load(const GemmArgs::Conv& cv, int64_t r,
 #pragma unroll
   for (int j = 0; j < kConvW - 1; ++j) in.st[j] = j < S ? st[j * cv.C] : 0.0f;
 #pragma unroll
-  for (int j = 0; j < kConvW; ++j) in.w[j] = j <= S ? cv.w[n * cv.W + j] : 0.0f;
+  for (int j = 0; j < kConvW - 1; ++j) in.w[j] = j < S ? cv.w[n * cv.W + j] : 0.0f;
+  in.wx = cv.w[n * cv.W + S];
   return in;
 }
 
@@ -73,11 +76,7 @@ __device__ __forceinline__ void conv_store(const GemmArgs::Conv& cv, const ConvI
 #pragma unroll
   for (int j = 0; j < kConvW - 1; ++j)
     if (j < S) acc = fmaf(in.w[j], in.st[j], acc);
-  float wx = in.w[0];
-#pragma unroll
-  for (int j = 1; j < kConvW; ++j)
-    if (j == S) wx = in.w[j];
-  acc = fmaf(wx, x, acc);
+  acc = fmaf(in.wx, x, acc);
   cv.out[r * cv.ld_out + n] = __float2bfloat16_rn(hyrax::cuda::silu(acc));
   float* st = cv.state + int64_t(cv.slots[r]) * S * cv.C + n;
 #pragma unroll
@@ -409,9 +408,9 @@ void decode_gemm(const GemmArgs& a, cudaStream_t stream, int k_warps, int layout
               " of N=", a.N, a.y_f32 ? " (float32 output)" : "");
   HYRAX_CHECK(a.ldx >= a.K && a.ldy >= (a.glu_half > 0 ? a.glu_half : a.N), "decode gemm: row strides ldx=", a.ldx,
               " ldy=", a.ldy, " for K=", a.K, " N=", a.N);
-  HYRAX_CHECK(a.conv.C == 0 ||
-                  (a.R <= 8 && a.conv.C <= a.N && a.conv.W >= 1 && a.conv.W <= kConvW && a.conv.w && a.conv.state &&
-                   a.conv.slots && a.conv.out && a.conv.ld_out >= a.conv.C && !a.y_f32 && a.glu_half == 0),
+  HYRAX_CHECK(a.conv.C == 0 || (a.R <= kDecodeGemmConvRows && a.conv.C <= a.N && a.conv.W >= 1 && a.conv.W <= kConvW &&
+                                a.conv.w && a.conv.state && a.conv.slots && a.conv.out && a.conv.ld_out >= a.conv.C &&
+                                !a.y_f32 && a.glu_half == 0),
               "decode gemm: conv1d of ", a.conv.C, " columns (W=", a.conv.W, ") of N=", a.N,
               a.y_f32 ? " (float32 output)" : "");
   HYRAX_CHECK(k_warps == 1 || k_warps == 2 || k_warps == 4 || k_warps == 8, "decode gemm: k_warps ", k_warps);

@@ -28,6 +28,9 @@
 
 namespace hyrax::kernels::cuda {
 
+/// The most rows and taps decode_gemm's conv1d epilogue (GemmArgs::conv) takes.
+constexpr int64_t kDecodeGemmConvRows = 8, kDecodeGemmConvTaps = 4;
+
 struct GemmArgs {
   const __nv_bfloat16* x = nullptr;  // [R, K], row stride ldx
   int64_t ldx = 0;
@@ -39,7 +42,8 @@ struct GemmArgs {
   // decode_gemm only: > 0 fuses the gated MLP's activation: w is [gate; up] (N = 2·glu_half rows) and y[R,
   // glu_half] (bf16) = silu(x·gateᵀ)·(x·upᵀ), with the bits of the GEMM into [gate | up] followed by swiglu.
   int64_t glu_half = 0;
-  // decode_gemm only (R <= 8, bf16 y, no glu_half, W <= 4): row r is the one token of sequence r, and columns
+  // decode_gemm only (R <= kDecodeGemmConvRows, bf16 y, no glu_half, W <= kDecodeGemmConvTaps): row r is the one
+  // token of sequence r, and columns
   // [0, conv.C) of y also pass through the causal conv1d + SiLU of kernels/conv1d, continuing from and updating each
   // sequence's conv state, with conv1d's bits: conv.out[r, n] = bf16(silu(Σ_j w[n, j]·[state; y][j])), then the
   // state shifted.
