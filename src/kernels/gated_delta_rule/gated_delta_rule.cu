@@ -39,9 +39,9 @@ constexpr size_t rec_smem_bytes() {
 // Blocks are persistent, taking items blockIdx.x, blockIdx.x + gridDim.x, ...; while a block works on an item, the
 // next item's state slice is on its way into shared memory (cp.async into the other of two buffers; each thread
 // copies, and later reads, only its own float4s, so no barrier guards them) and its first token's inputs into
-// registers. The first item's state is requested before the grid dependency wait (launch.cuh): the step's
-// metadata is written by copies before the step, and no kernel that may run just before this one writes the slots
-// it decodes. An item's arithmetic does not depend on which block runs it, or when.
+// registers. The first item's state and its head's gate weights are requested before the grid dependency wait
+// (launch.cuh): the step's metadata is written by copies before the step, and no kernel that may run just before
+// this one writes the slots it decodes. An item's arithmetic does not depend on which block runs it, or when.
 template <int RPT>
 __global__ __launch_bounds__(kRecThreads, rec_min_blocks<RPT>()) void gdn_recurrent_kernel(GdnParams p, int n_items) {
   __shared__ float qn[256], kn[256];
@@ -52,6 +52,9 @@ __global__ __launch_bounds__(kRecThreads, rec_min_blocks<RPT>()) void gdn_recurr
   const int Dk = int(p.Dk);
   const int slices = int((p.Dv + kRecCols - 1) / kRecCols), Hv = int(p.Hv);
 
+  // The gate weights (A_log, dt_bias) of the head of this item [buf] and the next [buf ^ 1], written and read only
+  // by thread 64, which forms the gates.
+  __shared__ float gate_w[2][2];
   struct Item {
     int t0, t1, h, c;  // tokens [t0, t1), value head, this thread's first column
     float* S;          // the (sequence, head) state, [Dk, Dv]
@@ -75,6 +78,7 @@ __global__ __launch_bounds__(kRecThreads, rec_min_blocks<RPT>()) void gdn_recurr
       cp_async16(&ring[(buf * RPT + i) * kRecThreads + tid], ok ? it.S + r * p.Dv + it.c : it.S, ok ? 16 : 0);
     }
     cp_async_commit();
+    if (tid == 64) gate_w[buf][0] = p.A_log[it.h], gate_w[buf][1] = p.dt_bias[it.h];
   };
 
   // One token's inputs as this thread uses them: warps 0 and 1 their lanes' elements of q or k, thread 64 the
@@ -150,7 +154,7 @@ __global__ __launch_bounds__(kRecThreads, rec_min_blocks<RPT>()) void gdn_recurr
           if (lane + 32 * j < Dk) dst[lane + 32 * j] = half(in.qk[j / 2], j % 2) * r * sc;
       } else if (tid == 64) {
         float g, beta;
-        gate_beta(half(in.ab, 0), half(in.ab, 1), p.A_log[h], p.dt_bias[h], p.allow_neg_eigval, &g, &beta);
+        gate_beta(half(in.ab, 0), half(in.ab, 1), gate_w[buf][0], gate_w[buf][1], p.allow_neg_eigval, &g, &beta);
         s_alpha = expf(g);
         s_beta = beta;
       }

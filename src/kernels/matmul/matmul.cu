@@ -44,6 +44,7 @@ struct DecodeParams {
   bool y_f32;
   int64_t half;  // GLU: y[r, n] = silu(x·w[n]) · (x·w[n + half]) for n < half (N = 2·half), as swiglu computes it
   GemmArgs::Conv conv;  // conv.C > 0: the conv1d of the first conv.C columns (GemmArgs::conv)
+  bool let_next_in;     // let the next kernel be scheduled once this one's inputs are ready (launch, below)
 };
 
 // The conv1d epilogue (GemmArgs::conv, up to 8 rows, at most kConvW taps): a thread's elements of the block's output
@@ -249,12 +250,11 @@ __global__ void __launch_bounds__((PAIR ? 2 : 1) * kMaxWarps * 32) decode_gemm_k
   };
 
   // The first stage of weights is on its way before the previous kernel ends (weights are never written):
-  // launch.cuh's contract. The next kernel is not let in early: it starts as this one's blocks exit (measured on
-  // an H100 at 32 rows, GEMMs back to back: gate+up 100 µs letting it in at the start, 76 µs after the main loop,
-  // 75.5 µs not at all; the same at 1 row).
+  // launch.cuh's contract. Whether the next kernel is let in now or as this one's blocks exit: launch, below.
   uint4 wv[U][TN][2][2];
   if constexpr (PREFETCH) load_stage(wv, c_begin, std::true_type{});
   hyrax::cuda::wait_for_previous_grids();
+  if (p.let_next_in) hyrax::cuda::let_next_grid_start();
   // The conv1d epilogue's inputs, for the elements this thread will write (the epilogue's loop below).
   ConvIn conv_in[CONV ? kConvElems : 1];
   if constexpr (CONV) {
@@ -342,17 +342,30 @@ void launch(const DecodeParams& p, int kw, cudaStream_t stream) {
   HYRAX_CHECK(tiles <= 65535 && row_batches <= 2147483647, "decode gemm: N=", p.N, " R=", p.R, " is too large");
   const dim3 grid{unsigned(row_batches), unsigned(tiles)};
   auto* kernel = decode_gemm_kernel<RG, TN, U, PREFETCH, VEC, GLU, CONV, PAIR>;
-  static const bool attr_set = [&] {  // once per instance, at its first (uncaptured) use
+  static const int sms = [&] {  // once per instance, at its first (uncaptured) use
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     int(smem_bytes<RG, TN>((PAIR ? 2 : 1) * kMaxWarps))));
-    return true;
+    int dev = 0, n = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+    return n;
   }();
-  (void)attr_set;
+  static int per_sm[4] = {-1, -1, -1, -1};  // resident blocks per SM, by kw = 1, 2, 4, 8
+  int& resident = per_sm[kw == 1 ? 0 : kw == 2 ? 1 : kw == 4 ? 2 : 3];
+  if (resident < 0)
+    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident, kernel, warps * 32, smem_bytes<RG, TN>(warps)));
   // Overlapped with the kernel before it up to 16 rows only: on an H100 (2026-11-27) it took the 7B batch-1 step
   // from 6.13 to 5.91 ms, while at 32 rows the step went from 9.36 to 9.71 ms (9.42 with the GEMMs alone launched
-  // in order).
+  // in order). The next kernel is let in as soon as this one's inputs are ready when every block of this grid is
+  // resident at once: it then takes only the room this grid leaves, and its blocks are in place, their first loads
+  // made (a norm's weights, the GDN state, the next GEMM's first weights), when this one ends. A grid of more
+  // blocks lets it in as its blocks exit: letting it in earlier took SMs from this grid's later blocks (an H100 at
+  // 32 rows, gate+up back to back: 100 µs letting it in at the start, 75.5 µs not).
+  const bool overlap = RG <= 2;
+  DecodeParams q = p;
+  q.let_next_in = overlap && int64_t(grid.x) * grid.y <= int64_t(resident) * sms;
   hyrax::cuda::launch("decode_gemm", kernel, grid, dim3(unsigned(warps * 32)), smem_bytes<RG, TN>(warps), stream,
-                      RG <= 2 ? hyrax::cuda::Overlap::allowed : hyrax::cuda::Overlap::none, p);
+                      overlap ? hyrax::cuda::Overlap::allowed : hyrax::cuda::Overlap::none, q);
 }
 
 template <int RG, int TN, int U, bool PREFETCH, bool GLU = false, bool CONV = false, bool PAIR = false>
@@ -421,7 +434,7 @@ void decode_gemm(const GemmArgs& a, cudaStream_t stream, int k_warps, int layout
   // rows two tiles a warp (1) win on every stacked shape (mlp down 81.6 -> 60.2 µs, attention 32.1 -> 23.5 µs).
   if (layout < 0) layout = a.R <= 16 ? 0 : a.R <= 32 ? (a.N >= 3840 ? 2 : 0) : 1;
   if (a.R == 0) return;
-  const DecodeParams p{a.x, a.ldx, a.w, a.y, a.ldy, a.R, a.N, a.K, a.y_f32, a.glu_half, a.conv};
+  const DecodeParams p{a.x, a.ldx, a.w, a.y, a.ldy, a.R, a.N, a.K, a.y_f32, a.glu_half, a.conv, false};
   // Row groups (8 rows of x) per block, by R only.
   if (a.R <= 8) launch<1>(p, k_warps, layout, stream);
   else if (a.R <= 16) launch<2>(p, k_warps, layout, stream);

@@ -24,11 +24,34 @@ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 
 // MODE: what the row's norm is fused with (the residual steps of pre- and post-norm blocks).
 enum Mode { kPlain, kAddThenNorm, kNormThenAdd };
 
+// A thread's norm weights for its first kNormPreGroups 8-column groups (VEC), loaded before the grid dependency
+// wait (weights are never written: launch.cuh), so that the norm's second pass does not wait on them: with the GEMM
+// before it letting it in early, a decode step's norm loads them while that GEMM runs.
+constexpr int kNormPreGroups = 2;  // all of a row of up to 4096 at 256 threads
+struct NormWeights {
+  float w[kNormPreGroups][8];
+};
+
+template <bool VEC>
+__device__ __forceinline__ NormWeights load_norm_weights(const RmsNormParams& p) {
+  NormWeights nw = {};
+  if constexpr (VEC) {
+#pragma unroll
+    for (int i = 0; i < kNormPreGroups; ++i) {
+      const int64_t c = (threadIdx.x + int64_t(i) * blockDim.x) * 8;
+      if (c < p.C)
+#pragma unroll
+        for (int j = 0; j < 8; ++j) nw.w[i][j] = p.w[c + j];
+    }
+  }
+  return nw;
+}
+
 // VEC: 8 bf16 (16 bytes) per access; needs C, ldx, ldy (ldr) multiples of 8 and 16-byte aligned rows.
 // kPlain: y = rms(x)·w. kAddThenNorm: res = bf16(res + x), y = rms(res)·w. kNormThenAdd: res = bf16(res + bf16(rms(x)·w)).
 // Each rounds where the unfused ops (add, rms_norm) round, so the fused forms give the same bits.
 template <bool VEC, int MODE>
-__device__ __forceinline__ void rms_norm_row(const RmsNormParams& p, int64_t row) {
+__device__ __forceinline__ void rms_norm_row(const RmsNormParams& p, int64_t row, const NormWeights& nw) {
   __shared__ float red[32];
   const bf16* x = p.x + row * p.ldx;
   bf16* y = p.y + row * p.ldy;
@@ -66,13 +89,13 @@ __device__ __forceinline__ void rms_norm_row(const RmsNormParams& p, int64_t row
   ss = block_sum(ss, red);
   const float r = 1.0f / sqrtf(ss / float(p.C) + p.eps);
   if constexpr (VEC) {
-    for (int64_t c = threadIdx.x * 8; c < p.C; c += blockDim.x * 8) {
+    auto emit = [&](int64_t c, const float(&w)[8]) {
       const uint4 raw = *reinterpret_cast<const uint4*>(src + c);
       const bf16* v = reinterpret_cast<const bf16*>(&raw);
       uint4 out;
       bf16* o = reinterpret_cast<bf16*>(&out);
 #pragma unroll
-      for (int i = 0; i < 8; ++i) o[i] = to_bf(p.w[c + i] * (to_f(v[i]) * r));
+      for (int i = 0; i < 8; ++i) o[i] = to_bf(w[i] * (to_f(v[i]) * r));
       if constexpr (MODE == kNormThenAdd) {
         const uint4 rr = *reinterpret_cast<const uint4*>(res + c);
         const bf16* a = reinterpret_cast<const bf16*>(&rr);
@@ -82,6 +105,17 @@ __device__ __forceinline__ void rms_norm_row(const RmsNormParams& p, int64_t row
       } else {
         *reinterpret_cast<uint4*>(y + c) = out;
       }
+    };
+#pragma unroll
+    for (int i = 0; i < kNormPreGroups; ++i) {
+      const int64_t c = (threadIdx.x + int64_t(i) * blockDim.x) * 8;
+      if (c < p.C) emit(c, nw.w[i]);
+    }
+    for (int64_t c = (threadIdx.x + int64_t(kNormPreGroups) * blockDim.x) * 8; c < p.C; c += blockDim.x * 8) {
+      float w[8];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) w[i] = p.w[c + i];
+      emit(c, w);
     }
   } else {
     for (int64_t c = threadIdx.x; c < p.C; c += blockDim.x) {
@@ -94,15 +128,18 @@ __device__ __forceinline__ void rms_norm_row(const RmsNormParams& p, int64_t row
 
 template <bool VEC, int MODE>
 __global__ void rms_norm_kernel(RmsNormParams p) {
+  const NormWeights nw = load_norm_weights<VEC>(p);
   hyrax::cuda::begin_after_previous_grids();
-  rms_norm_row<VEC, MODE>(p, blockIdx.x);
+  rms_norm_row<VEC, MODE>(p, blockIdx.x, nw);
 }
 
 // Two plain norms in one launch (blockIdx.y picks which), each row as rms_norm_kernel computes it.
 template <bool VEC>
 __global__ void rms_norm_pair_kernel(RmsNormParams a, RmsNormParams b) {
+  const NormWeights nw = blockIdx.y == 0 ? load_norm_weights<VEC>(a) : load_norm_weights<VEC>(b);
   hyrax::cuda::begin_after_previous_grids();
-  rms_norm_row<VEC, kPlain>(blockIdx.y == 0 ? a : b, blockIdx.x);
+  if (blockIdx.y == 0) rms_norm_row<VEC, kPlain>(a, blockIdx.x, nw);
+  else rms_norm_row<VEC, kPlain>(b, blockIdx.x, nw);
 }
 
 template <int MODE>
@@ -140,15 +177,19 @@ void launch_rms_norm(const RmsNormParams& p, cudaStream_t stream, const char* wh
 // One warp per (token, head); lane l takes values l, l + 32, …, the first 256 of them (x and gate) all loaded before
 // any is used.
 __global__ void gated_rms_norm_kernel(GatedRmsNormParams p) {
+  constexpr int J = 8;
+  const int lane = threadIdx.x & 31;
+  const int64_t D = p.D;
+  float wv[J];  // the lane's weights, before the grid dependency wait (weights are never written)
+#pragma unroll
+  for (int j = 0; j < J; ++j) wv[j] = lane + 32 * j < D ? p.w[lane + 32 * j] : 0.0f;
   hyrax::cuda::begin_after_previous_grids();
   const int64_t item = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   if (item >= p.T * p.H) return;
-  const int lane = threadIdx.x & 31;
-  const int64_t t = item / p.H, h = item % p.H, D = p.D;
+  const int64_t t = item / p.H, h = item % p.H;
   const bf16* x = p.x + t * p.ldx + h * D;
   const bf16* g = p.gate + t * p.ldg + h * D;
   bf16* y = p.y + t * p.ldy + h * D;
-  constexpr int J = 8;
   float xv[J], gv[J];
 #pragma unroll
   for (int j = 0; j < J; ++j) {
@@ -166,7 +207,7 @@ __global__ void gated_rms_norm_kernel(GatedRmsNormParams p) {
 #pragma unroll
   for (int j = 0; j < J; ++j) {
     const int64_t d = lane + 32 * j;
-    if (d < D) y[d] = to_bf(xv[j] * r * p.w[d] * silu(gv[j]));
+    if (d < D) y[d] = to_bf(xv[j] * r * wv[j] * silu(gv[j]));
   }
   for (int64_t d = lane + 32 * J; d < D; d += 32) y[d] = to_bf(to_f(x[d]) * r * p.w[d] * silu(to_f(g[d])));
 }
