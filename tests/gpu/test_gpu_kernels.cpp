@@ -521,6 +521,7 @@ struct GdnDevice {
     p.k = p.q + c.Hk * c.Dk;
     p.v = p.q + 2 * c.Hk * c.Dk;
     p.ld_qkv = pb.ld_qkv;
+    p.T = pb.T;
     p.a = ab.get<bf16>();
     p.b = p.a + c.Hv;
     p.ld_ab = 2 * c.Hv;
@@ -596,6 +597,16 @@ TEST_P(GpuGdn, RecurrentAndChunkedMatchReferenceAndEachOther) {
   EXPECT_TRUE(close(st_chk, st_ref, 2e-2 * ms, 2e-2)) << "chunked state";
   EXPECT_TRUE(close(out_chk, out_rec, 2e-2 * mo, 2e-2)) << "chunked vs recurrent outputs";
   EXPECT_TRUE(close(st_chk, st_rec, 2e-2 * ms, 2e-2)) << "chunked vs recurrent state";
+  // Where the default state pass is the warpgroup-MMA one (64-column slices), the mma.sync one too.
+  if (c.Dv % 64 == 0 && c.Dk > 32 && c.Dk <= 128) {
+    dev.reset_state();
+    dev.run(true, all_seqs(pb), nullptr, 32);
+    const auto out32 = dev.outputs(), st32 = dev.states();
+    std::printf("  mma.sync state pass: out %.2e state %.2e\n", max_diff(out32, out_ref) / mo,
+                max_diff(st32, st_ref) / ms);
+    EXPECT_TRUE(close(out32, out_ref, 2e-2 * mo, 2e-2)) << "chunked outputs, 32-column slices";
+    EXPECT_TRUE(close(st32, st_ref, 2e-2 * ms, 2e-2)) << "chunked state, 32-column slices";
+  }
 }
 
 // A sequence split at multiples of 64 (the chunk grid) gives bitwise the same outputs and state as one call; and a
@@ -652,12 +663,15 @@ TEST_P(GpuGdn, ChunkedIsBitwiseInvariantToSplitsAndBatch) {
   dev.reset_state();
   dev.run(true, {s_c});
   EXPECT_TRUE(same_bits(seg(dev.outputs()), seg(out_all))) << "chunked: sequence " << s_c << " alone vs in the batch";
-  // Chunked, state slices of 32 columns instead of the default (48 where Dv allows): the same sums.
+  // Chunked on the mma.sync state pass, slices of 32 columns and of 48: the same sums.
   if (pb.cs.Dv % 48 == 0) {
     dev.reset_state();
+    dev.run(true, all_seqs(pb), nullptr, 48);
+    const auto out48 = dev.outputs(), st48 = dev.states();
+    dev.reset_state();
     dev.run(true, all_seqs(pb), nullptr, 32);
-    EXPECT_TRUE(same_bits(dev.outputs(), out_all)) << "chunked: 32-column state slices vs 48";
-    EXPECT_TRUE(same_bits(dev.states(), st_all)) << "chunked: state, 32-column slices vs 48";
+    EXPECT_TRUE(same_bits(dev.outputs(), out48)) << "chunked: 32-column state slices vs 48";
+    EXPECT_TRUE(same_bits(dev.states(), st48)) << "chunked: state, 32-column slices vs 48";
   }
 }
 
@@ -694,4 +708,5 @@ TEST(GpuGdnDecode, ManyItemsPerBlockMatchReferenceAndAreBatchInvariant) {
 INSTANTIATE_TEST_SUITE_P(Shapes, GpuGdn,
                          ::testing::Values(GdnCase{2, 2, 12, 24, kLens}, GdnCase{1, 2, 16, 16, kLens},
                                            GdnCase{2, 2, 48, 96, kLens}, GdnCase{2, 4, 96, 192, kLens},
-                                           GdnCase{2, 2, 128, 128, kLens}, GdnCase{1, 1, 256, 64, {1, 2, 65, 200}}));
+                                           GdnCase{2, 2, 128, 128, kLens}, GdnCase{1, 1, 256, 64, {1, 2, 65, 200}},
+                                           GdnCase{2, 2, 64, 64, kLens}, GdnCase{1, 1, 80, 64, {1, 65, 200}}));

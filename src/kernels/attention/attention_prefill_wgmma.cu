@@ -58,9 +58,6 @@ constexpr int kBarOff = kRowOff + 2 * kBN * 4;       // mbarriers
 constexpr int kSmemBytes = kBarOff + 4 * kStages * 8 + 1024;  // + slack to align the base to 1024
 static_assert(kSmemBytes <= 227 * 1024, "shared memory per block on Hopper");
 
-/// Byte offset of 16-byte chunk c (0..7) of row r within an SW128 panel.
-__device__ __forceinline__ uint32_t sw128(int r, int c) { return uint32_t(r * 128 + ((c ^ (r & 7)) << 4)); }
-
 __device__ __forceinline__ void warp_arrive(uint64_t* bar) {
   __syncwarp();
   if ((threadIdx.x & 31) == 0) mbar_arrive(bar);
@@ -230,7 +227,7 @@ __global__ __launch_bounds__(kThreads, 1) void attn_prefill_wgmma_kernel(Attenti
 #pragma unroll
         for (int k = 0; k < kD / 16; ++k) {
           const int step = (k & 3) * 32;  // bytes into the 128-byte row
-          wgmma_m64n128k16_ss(sc, desc_q + (((k >> 2) * kQPanel + step) >> 4),
+          wgmma_ss<128, 0, 0>(sc, desc_q + (((k >> 2) * kQPanel + step) >> 4),
                               desc_k + (((k >> 2) * kKvPanel + step) >> 4), k > 0);
         }
         wgmma_commit();
@@ -240,7 +237,7 @@ __global__ __launch_bounds__(kThreads, 1) void attn_prefill_wgmma_kernel(Attenti
         const uint64_t desc_v = sw128_desc(smem + kVOff + stp * kKvStage, kKvPanel, 1024);
         wgmma_fence();
 #pragma unroll
-        for (int kk = 0; kk < kBN / 16; ++kk) wgmma_m64n128k16_rs_nmajor(o, pa[kk], desc_v + ((kk * 16 * 128) >> 4));
+        for (int kk = 0; kk < kBN / 16; ++kk) wgmma_rs<128, 1>(o, pa[kk], desc_v + ((kk * 16 * 128) >> 4), true);
         wgmma_commit();
       }
       // The other consumer's turn; consumer 1's last turn of the block hands none on.

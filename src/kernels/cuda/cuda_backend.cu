@@ -547,6 +547,7 @@ class CudaBackend final : public Backend {
     p.k = p.q + key_dim;
     p.v = p.q + 2 * key_dim;
     p.ld_qkv = qkv.row_stride();
+    p.T = qkv.rows();
     p.a = bptr(a);
     p.b = bptr(b);
     p.ld_ab = a.row_stride();

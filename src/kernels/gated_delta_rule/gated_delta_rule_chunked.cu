@@ -19,6 +19,8 @@
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/launch.cuh"
+#include "kernels/cuda/tma.h"
+#include "kernels/cuda/wgmma.cuh"
 #include "kernels/gated_delta_rule/gdn_common.cuh"
 
 namespace hyrax::kernels::cuda {
@@ -37,11 +39,17 @@ constexpr int kC = 64;  // chunk length
 
 // One chunk's record in the scratch, written by the prep kernel and read by the state kernel (KP: Dk padded):
 //   P' = P·T [64][64] bf16, W' = Kᵀ·diag(tail·rk)·T [KP][64] bf16, row scales [4][64] float (o: γ·rq/sqrt(Dk),
-//   r: γ·rk, unused, β), γ_n.
+//   r: γ·rk, unused, β), γ_n. P' and W' are stored as their shared-memory image in the SW128 layout (wgmma.cuh),
+//   so that one bulk copy lands them ready for wgmma: element (r, c) at byte rec_off(r, c).
 template <int KP>
 struct Rec {
   static constexpr size_t P = 0, W = 8192, scale = W + size_t(KP) * 128, gn = scale + 1024, bytes = gn + 16;
 };
+
+/// Byte offset of element (r, c) of a [rows][64] bf16 matrix stored in the SW128 layout.
+__host__ __device__ constexpr uint32_t rec_off(int r, int c) {
+  return uint32_t(r * 128 + ((((c >> 3) ^ (r & 7)) << 4) | ((c & 7) * 2)));
+}
 
 /// Copies rows [0, n) of a [64][width] bf16 block (thread t of THREADS) (source rows `ld_src` apart, columns [col0, col0 + width) of
 /// which those below `lim` exist) into shared memory rows `ld_dst` apart; zeros elsewhere. vec: 16-byte cp.async
@@ -339,13 +347,13 @@ __global__ __launch_bounds__(kPrepThreads) void gdn_chunk_prep_kernel(GdnParams 
   // The record's products, on tensor cores (bf16 operands, float32 sums), 16×16 tiles straight to the record:
   // P' = P·T (lower block triangle: tile (mt, nb ≤ mt) sums k-blocks nb..mt) and W' = Kᵀ·Tu (tile (row tile rt of
   // Kᵀ, nb) sums k-blocks nb..3, Tu being zero above its diagonal blocks).
-  bf16* Pg = reinterpret_cast<bf16*>(rec + Rec<KP>::P);
-  bf16* Wg = reinterpret_cast<bf16*>(rec + Rec<KP>::W);
+  unsigned char* Pg = rec + Rec<KP>::P;
+  unsigned char* Wg = rec + Rec<KP>::W;
   for (int jb = warp; jb < 10 + 4 * KS; jb += kPrepThreads / 32) {
     float acc[2][4];
     zero_acc(acc);
     int r0, c0;
-    bf16* dst;
+    unsigned char* dst;
     if (jb < 10) {
       const int mt = jb < 1 ? 0 : jb < 3 ? 1 : jb < 6 ? 2 : 3, nb = jb - mt * (mt + 1) / 2;
       warp_mma<2, Major::Row, Major::Row>(acc, Ps, LDP, Tb, LDP, 16 * mt, 16 * nb, nb, mt + 1);
@@ -358,9 +366,15 @@ __global__ __launch_bounds__(kPrepThreads) void gdn_chunk_prep_kernel(GdnParams 
 #pragma unroll
     for (int j = 0; j < 2; ++j) {
       const int cc = c0 + 8 * j + 2 * tq;
-      *reinterpret_cast<__nv_bfloat162*>(dst + (r0 + g) * kC + cc) = __floats2bfloat162_rn(acc[j][0], acc[j][1]);
-      *reinterpret_cast<__nv_bfloat162*>(dst + (r0 + g + 8) * kC + cc) = __floats2bfloat162_rn(acc[j][2], acc[j][3]);
+      *reinterpret_cast<uint32_t*>(dst + rec_off(r0 + g, cc)) = pack_bf16(acc[j][0], acc[j][1]);
+      *reinterpret_cast<uint32_t*>(dst + rec_off(r0 + g + 8, cc)) = pack_bf16(acc[j][2], acc[j][3]);
     }
+  }
+  // P''s six tiles above the diagonal blocks are zeros (the wgmma state pass reads the whole of P').
+  if (tid < 6 * 16 * 2) {
+    const int tile = tid >> 5, r = (tid >> 1) & 15, half = tid & 1;
+    const int mt = tile < 3 ? 0 : tile < 5 ? 1 : 2, nb = tile < 3 ? 1 + tile : tile < 5 ? tile - 1 : 3;
+    *reinterpret_cast<uint4*>(Pg + rec_off(16 * mt + r, 16 * nb + 8 * half)) = make_uint4(0, 0, 0, 0);
   }
 }
 
@@ -451,11 +465,12 @@ __global__ __launch_bounds__(kStateThreads, 1) void gdn_chunk_state_kernel(GdnPa
   }
 
   // The record's 16-byte pieces (P' rows, W' rows, scales), contiguous in the scratch: piece e goes to shared memory
-  // at rec_dst(e).
+  // at rec_dst(e) from rec_src(e) (P' and W' are swizzled in the record).
   constexpr int kRecPieces = (kC + KP) * 8 + (4 * kC * 4 + 16) / 16;
   auto rec_dst = [&](int e) -> size_t {
     return e < (kC + KP) * 8 ? L::sP + size_t(e >> 3) * LDC * 2 + (e & 7) * 16 : L::sScale + (e - (kC + KP) * 8) * 16;
-  };  // (sW follows sP, so W' row r is P' row 64 + r)
+  };  // (sW follows sP, so W' row r is P' row 64 + r, and 64 rows keep the swizzle's phase)
+  auto rec_src = [](int e) -> uint32_t { return e < (kC + KP) * 8 ? rec_off(e >> 3, (e & 7) * 8) : uint32_t(e) * 16; };
   static_assert(L::sW == L::sP + size_t(kC) * LDC * 2, "W' follows P' in a stage");
   // Loads chunk c into stage st: q, k, v rows and the chunk's record; thread t of TH.
   auto fetch = [&](int c, int st, int t, auto threads) {
@@ -470,7 +485,7 @@ __global__ __launch_bounds__(kStateThreads, 1) void gdn_chunk_state_kernel(GdnPa
     load_rows<BV, TH>(reinterpret_cast<bf16*>(base + L::sv), LDV, p.v + tc * p.ld_qkv, p.ld_qkv, h * p.Dv + j0,
                       (h + 1) * p.Dv, n, vec, t);
     const unsigned char* rec = records + int64_t(c) * p.Hv * Rec<KP>::bytes + h * Rec<KP>::bytes;
-    for (int e = t; e < kRecPieces; e += TH) cp_async16(base + rec_dst(e), rec + e * 16);
+    for (int e = t; e < kRecPieces; e += TH) cp_async16(base + rec_dst(e), rec + rec_src(e));
     cp_async_commit();
   };
   // The same for the loaders (warps 8-15) when rows are 16-byte aligned: each thread's pieces of q, k and v (shared
@@ -515,7 +530,7 @@ __global__ __launch_bounds__(kStateThreads, 1) void gdn_chunk_state_kernel(GdnPa
 #pragma unroll
     for (int i = 0; i < (kRecPieces + LT - 1) / LT; ++i) {
       const int e = lt + LT * i;
-      if (e < kRecPieces) cp_async16(base + rec_dst(e), rec + e * 16);
+      if (e < kRecPieces) cp_async16(base + rec_dst(e), rec + rec_src(e));
     }
     cp_async_commit();
   };
@@ -662,6 +677,214 @@ __global__ __launch_bounds__(kStateThreads, 1) void gdn_chunk_state_kernel(GdnPa
   }
 }
 
+// ---- state pass on warpgroup MMA (sm_90a): 32 < Dk <= 128, Dv a multiple of 64 -------------------------------
+//
+// One warpgroup per (sequence, value head, slice of 64 state columns) works transposed, so that every product's A
+// operand comes from its own registers and nothing it computes goes through shared memory:
+//   (K·S)ᵀ = Sᵀ·Kᵀ and (Q·S)ᵀ = Sᵀ·Qᵀ      A: Sᵀ (bf16 of the float32 slice it holds), B: the k, q rows as loaded
+//   Rᵀ = β ⊙ (Vᵀ − γ·rk ⊙ (K·S)ᵀ)          by column (chunk row); Vᵀ by ldmatrix.trans from the v rows
+//   Oᵀ = γ·rq/sqrt(Dk) ⊙ (Q·S)ᵀ + Rᵀ·P'ᵀ   A: Rᵀ, B: P' as stored
+//   Sᵀ ← γ_n·Sᵀ + Rᵀ·W'ᵀ                   A: Rᵀ, B: W' ([KP][64], its rows the key dims) as stored
+// An accumulator tile's columns 16kk .. 16kk + 15, packed to bf16, are the A fragment of k-step kk (wgmma.cuh), so
+// Sᵀ and Rᵀ feed the next products straight from registers. The products are wgmma chains (m64n64 or m64nKP,
+// k = 16) over shared-memory B tiles in the SW128 layout: q and k K-major in panels of 64 columns, P' and W'
+// K-major. The inputs arrive by TMA, STAGES − 1 chunks ahead, issued by thread 0: q, k and v through tensor maps
+// (rows past the batch read as zeros; rows of a later sequence reach only columns of Rᵀ set to zero and outputs not
+// stored), the record (stored as its shared-memory image) by one bulk copy; each stage completes on its mbarrier.
+// Every output element sums the same products in the same order whatever the batch and wherever the caller split
+// the sequence (at multiples of 64).
+
+constexpr int kWgThreads = 128;
+
+template <int KP>
+struct WgSmem {
+  static constexpr int QP = (KP + 63) / 64;  // 64-column panels of a q or k row
+  // One stage: q, k, v (SW128 tiles), then the record's image: P', W', the row scales and γ_n.
+  static constexpr size_t sq = 0, sk = QP * 8192, sv = 2 * QP * 8192, sP = sv + 8192, sW = sP + 8192;
+  static constexpr size_t sScale = sW + size_t(KP) * 128, rec_bytes = Rec<KP>::bytes;
+  static constexpr size_t stage = (sP + rec_bytes + 1023) / 1024 * 1024;
+  static constexpr uint32_t tx = uint32_t((2 * QP + 1) * 8192 + rec_bytes);  // bytes a stage receives
+  static constexpr size_t rest = 64 + 1024;  // mbarriers, slack to align the base to 1024
+  static constexpr int STAGES = 3 * stage + rest <= 227 * 1024 ? 3 : 2;
+  static constexpr size_t bars = STAGES * stage, total = STAGES * stage + rest;
+  static_assert(total <= 227 * 1024, "wgmma state block needs more shared memory than an SM has");
+  static_assert(Rec<KP>::P == 0 && Rec<KP>::W == 8192 && Rec<KP>::scale == size_t(kC + KP) * 128, "record layout");
+};
+
+/// The A fragment of k-step kk from a float32 accumulator tile (columns 16kk .. 16kk + 15), rounded to bf16.
+template <int M>
+__device__ __forceinline__ void a_frag(uint32_t (&a)[4], const float (&d)[M], int kk) {
+  a[0] = pack_bf16(d[8 * kk], d[8 * kk + 1]);
+  a[1] = pack_bf16(d[8 * kk + 2], d[8 * kk + 3]);
+  a[2] = pack_bf16(d[8 * kk + 4], d[8 * kk + 5]);
+  a[3] = pack_bf16(d[8 * kk + 6], d[8 * kk + 7]);
+}
+
+template <int KP>
+__global__ __launch_bounds__(kWgThreads,
+                             1) void gdn_chunk_state_wgmma_kernel(GdnParams p, GdnChunkWork w,
+                                                                  const __grid_constant__ CUtensorMap tm_q,
+                                                                  const __grid_constant__ CUtensorMap tm_k,
+                                                                  const __grid_constant__ CUtensorMap tm_v) {
+  hyrax::cuda::begin_after_previous_grids();
+  using L = WgSmem<KP>;
+  constexpr int STAGES = L::STAGES, KS = KP / 16;
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char* sm =
+      reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  uint64_t* full = reinterpret_cast<uint64_t*>(sm + L::bars);  // [STAGES]: the stage's loads have landed
+
+  const int i_seq = blockIdx.z, seq = p.seqs[i_seq];
+  const int64_t h = blockIdx.y, hk = h / (p.Hv / p.Hk), j0 = int64_t(blockIdx.x) * 64;
+  const int64_t t0 = p.cu_seqlens[seq], t1 = p.cu_seqlens[seq + 1];
+  if (t0 == t1) return;
+  const int nc = int((t1 - t0 + kC - 1) / kC), c_first = w.first_chunk[i_seq];
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tq = lane & 3;
+  const int v0 = 16 * warp + g, v1 = v0 + 8;  // this thread's accumulator rows: state columns j0 + v0, j0 + v1
+  const int Dk = int(p.Dk);
+  float* state = p.state + (int64_t(p.state_slots[seq]) * p.Hv + h) * p.Dk * p.Dv;
+  const unsigned char* records =
+      static_cast<const unsigned char*>(w.scratch) + int64_t(c_first) * p.Hv * Rec<KP>::bytes;
+
+  if (tid == 0) {
+    for (int i = 0; i < STAGES; ++i) mbar_init(&full[i], 1);
+    fence_mbarrier_init();
+  }
+  __syncthreads();
+  auto issue = [&](int c, int st) {  // thread 0: chunk c's loads into stage st
+    unsigned char* base = sm + size_t(st) * L::stage;
+    mbar_arrive_expect_tx(&full[st], L::tx);
+    const int tc = int(t0) + c * kC;
+#pragma unroll
+    for (int q = 0; q < L::QP; ++q) {
+      tma_load_3d(base + L::sq + q * 8192, &tm_q, 64 * q, int(hk), tc, &full[st]);
+      tma_load_3d(base + L::sk + q * 8192, &tm_k, 64 * q, int(hk), tc, &full[st]);
+    }
+    tma_load_3d(base + L::sv, &tm_v, int(j0), int(h), tc, &full[st]);
+    bulk_load(base + L::sP, records + (int64_t(c) * p.Hv + h) * Rec<KP>::bytes, uint32_t(L::rec_bytes), &full[st]);
+  };
+  if (tid == 0)
+    for (int c = 0; c < min(STAGES - 1, nc); ++c) issue(c, c);
+
+  // Sᵀ [64 state columns][KP key dims] in float32: S[4j + e] = Sᵀ[v0 + 8·(e / 2)][8j + 2tq + e % 2].
+  float S[KP / 2];
+#pragma unroll
+  for (int j = 0; j < KP / 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int k = 8 * j + 2 * tq + (e & 1);
+      S[4 * j + e] = k < Dk ? state[int64_t(k) * p.Dv + j0 + (e < 2 ? v0 : v1)] : 0.0f;
+    }
+
+  float ks[32], qs[32];  // (K·S)ᵀ, then Rᵀ; (Q·S)ᵀ, then Oᵀ: [64 state columns][64 chunk rows]
+  int st = 0;
+  for (int c = 0; c < nc; ++c) {
+    named_barrier_sync(1, kWgThreads);  // every warp is done with the stage chunk c - 1 used
+    if (tid == 0 && c + STAGES - 1 < nc) issue(c + STAGES - 1, (st + STAGES - 1) % STAGES);
+    const unsigned char* base = sm + size_t(st) * L::stage;
+    const int64_t tc = t0 + int64_t(c) * kC;
+    const int n = min(kC, int(t1 - tc));
+    uint32_t sa[KS][4];  // Sᵀ in bf16, the A fragments of the key-dim k-steps
+#pragma unroll
+    for (int kk = 0; kk < KS; ++kk) a_frag(sa[kk], S, kk);
+    mbar_wait(&full[st], uint32_t(c / STAGES) & 1);
+
+    // (K·S)ᵀ and (Q·S)ᵀ: two chains over the key dims.
+    {
+      const uint64_t dk = sw128_desc(base + L::sk, 16, 1024), dq = sw128_desc(base + L::sq, 16, 1024);
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < KS; ++kk)
+        wgmma_rs<64, 0>(ks, sa[kk], dk + (uint32_t((kk >> 2) * 8192 + (kk & 3) * 32) >> 4), kk > 0);
+      wgmma_commit();
+#pragma unroll
+      for (int kk = 0; kk < KS; ++kk)
+        wgmma_rs<64, 0>(qs, sa[kk], dq + (uint32_t((kk >> 2) * 8192 + (kk & 3) * 32) >> 4), kk > 0);
+      wgmma_commit();
+    }
+    // Per chunk row (this thread's columns 8j + 2tq + {0, 1}): β, γ·rk, γ·rq/sqrt(Dk); Vᵀ by ldmatrix.trans (the
+    // 8×8 block of chunk rows 8j.. and state columns 16·warp + 8x.. -> this thread's Vᵀ[v0 or v1][8j + 2tq ..]).
+    const float* scales = reinterpret_cast<const float*>(base + L::sScale);
+    uint32_t vt[16];
+#pragma unroll
+    for (int j = 0; j < 8; j += 2) {
+      const int m = lane >> 3, r = 8 * (j + (m >> 1)) + (lane & 7);
+      uint32_t x[4];
+      ldmatrix_x4_trans(x, base + L::sv + sw128(r, 2 * warp + (m & 1)));
+      vt[2 * j] = x[0], vt[2 * j + 1] = x[1], vt[2 * j + 2] = x[2], vt[2 * j + 3] = x[3];
+    }
+    wgmma_wait<1>();
+    fence_regs(ks);
+    // Rᵀ = β ⊙ (Vᵀ − γ·rk ⊙ (K·S)ᵀ); columns past the chunk's end zero.
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const int r = 8 * j + 2 * tq;
+      const float2 b = *reinterpret_cast<const float2*>(scales + 3 * kC + r);
+      const float2 rs = *reinterpret_cast<const float2*>(scales + kC + r);
+#pragma unroll
+      for (int x = 0; x < 2; ++x) {
+        const uint32_t vv = vt[2 * j + x];
+        const float va = __uint_as_float(vv << 16), vb = __uint_as_float(vv & 0xffff0000u);
+        ks[4 * j + 2 * x] = r < n ? b.x * (va - rs.x * ks[4 * j + 2 * x]) : 0.0f;
+        ks[4 * j + 2 * x + 1] = r + 1 < n ? b.y * (vb - rs.y * ks[4 * j + 2 * x + 1]) : 0.0f;
+      }
+    }
+    uint32_t ra[4][4];  // Rᵀ in bf16, the A fragments of the chunk-row k-steps
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) a_frag(ra[kk], ks, kk);
+    // Sᵀ ← γ_n·Sᵀ + Rᵀ·W'ᵀ
+    const float gn = scales[4 * kC];
+#pragma unroll
+    for (int i = 0; i < KP / 2; ++i) S[i] *= gn;
+    {
+      const uint64_t dw = sw128_desc(base + L::sW, 16, 1024);
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) wgmma_rs<KP, 0>(S, ra[kk], dw + ((kk * 32) >> 4), true);
+      wgmma_commit();
+    }
+    // Oᵀ = γ·rq/sqrt(Dk) ⊙ (Q·S)ᵀ + Rᵀ·P'ᵀ
+    wgmma_wait<1>();
+    fence_regs(qs);
+#pragma unroll
+    for (int kk = 0; kk < KS; ++kk) fence_regs(sa[kk]);  // (read by the chains until here)
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const float2 o = *reinterpret_cast<const float2*>(scales + 8 * j + 2 * tq);
+      qs[4 * j] *= o.x, qs[4 * j + 1] *= o.y, qs[4 * j + 2] *= o.x, qs[4 * j + 3] *= o.y;
+    }
+    {
+      const uint64_t dp = sw128_desc(base + L::sP, 16, 1024);
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) wgmma_rs<64, 0>(qs, ra[kk], dp + ((kk * 32) >> 4), true);
+      wgmma_commit();
+    }
+    wgmma_wait<0>();
+    fence_regs(S);
+    fence_regs(qs);
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) fence_regs(ra[kk]);
+    // Oᵀ -> out (rows of the chunk that exist)
+    bf16* out = p.out + tc * p.ld_out + h * p.Dv + j0;
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = 8 * j + 2 * tq + (e & 1);
+        if (r < n) out[int64_t(r) * p.ld_out + (e < 2 ? v0 : v1)] = to_bf(qs[4 * j + e]);
+      }
+    st = st + 1 == STAGES ? 0 : st + 1;
+  }
+#pragma unroll
+  for (int j = 0; j < KP / 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int k = 8 * j + 2 * tq + (e & 1);
+      if (k < Dk) state[int64_t(k) * p.Dv + j0 + (e < 2 ? v0 : v1)] = S[4 * j + e];
+    }
+}
+
 // Which of the two launches to make (gdn_chunked makes both; the benchmark times them apart).
 enum Phase { kPrep = 1, kState = 2 };
 
@@ -690,6 +913,31 @@ void launch_chunked(const GdnParams& p, const GdnChunkWork& w, bool vec, int pha
   }
 }
 
+/// The prep launch, and the state pass on warpgroup MMA (64-column slices).
+template <int KP>
+void launch_chunked_wgmma(const GdnParams& p, const GdnChunkWork& w, bool vec, int phases, cudaStream_t stream) {
+  launch_chunked<KP, 32>(p, w, vec, phases & kPrep, stream);
+  if (!(phases & kState)) return;
+  using L = WgSmem<KP>;
+  static bool configured = false;
+  if (!configured) {
+    CUDA_CHECK(cudaFuncSetAttribute(gdn_chunk_state_wgmma_kernel<KP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    int(L::total)));
+    configured = true;
+  }
+  // q, k: [T][Hk][Dk], v: [T][Hv][Dv] (rows ld_qkv apart); boxes of 64 columns x 1 head x 64 tokens.
+  const uint64_t T = uint64_t(p.T), row = uint64_t(p.ld_qkv) * 2;
+  const CUtensorMap tm_q = tensor_map_bf16_3d("gdn_chunked q", p.q, {uint64_t(p.Dk), uint64_t(p.Hk), T},
+                                              {uint64_t(p.Dk) * 2, row}, {64, 1, 64});
+  const CUtensorMap tm_k = tensor_map_bf16_3d("gdn_chunked k", p.k, {uint64_t(p.Dk), uint64_t(p.Hk), T},
+                                              {uint64_t(p.Dk) * 2, row}, {64, 1, 64});
+  const CUtensorMap tm_v = tensor_map_bf16_3d("gdn_chunked v", p.v, {uint64_t(p.Dv), uint64_t(p.Hv), T},
+                                              {uint64_t(p.Dv) * 2, row}, {64, 1, 64});
+  const dim3 grid(unsigned(p.Dv / 64), unsigned(p.Hv), unsigned(p.n));
+  hyrax::cuda::launch("gdn_chunked (state, wgmma)", gdn_chunk_state_wgmma_kernel<KP>, grid, dim3(kWgThreads), L::total,
+                      stream, p, w, tm_q, tm_k, tm_v);
+}
+
 }  // namespace
 
 GdnChunkPlan gdn_plan_chunks(const int32_t* cu_seqlens_host, const std::vector<int32_t>& seqs) {
@@ -713,9 +961,19 @@ static void run_chunked(const GdnParams& p, const GdnChunkWork& w, int phases, c
   check_params(p);
   HYRAX_CHECK(w.first_chunk && (w.n_chunks == 0 || (w.chunks && w.scratch)), "gdn_chunked: missing chunk work");
   HYRAX_CHECK(w.n_chunks <= INT32_MAX, "gdn_chunked: ", w.n_chunks, " chunks");
-  HYRAX_CHECK(w.value_slice == 0 || w.value_slice == 32 || w.value_slice == 48, "value_slice=", w.value_slice);
+  HYRAX_CHECK(w.value_slice == 0 || w.value_slice == 32 || w.value_slice == 48 || w.value_slice == 64,
+              "value_slice=", w.value_slice);
   const bool vec = p.ld_qkv % 8 == 0 && p.Dk % 8 == 0 && p.Dv % 8 == 0 && aligned16(p.q) && aligned16(p.k) &&
                    aligned16(p.v);
+  const bool vec_out = p.ld_out % 2 == 0 && (reinterpret_cast<uintptr_t>(p.out) & 3) == 0;
+  const bool wgmma = vec && vec_out && p.T > 0 && p.Dv % 64 == 0 && p.Dk > 32 && p.Dk <= 128;
+  HYRAX_CHECK(w.value_slice != 64 || wgmma, "gdn_chunked: 64-column slices need Dv a multiple of 64 (Dv=", p.Dv,
+              "), 32 < Dk <= 128 (Dk=", p.Dk, "), 16-byte aligned rows and the row count T");
+  if (wgmma && (w.value_slice == 0 || w.value_slice == 64)) {
+    if (p.Dk <= 64) return launch_chunked_wgmma<64>(p, w, vec, phases, stream);
+    if (p.Dk <= 96) return launch_chunked_wgmma<96>(p, w, vec, phases, stream);
+    return launch_chunked_wgmma<128>(p, w, vec, phases, stream);
+  }
   const bool bv48 = w.value_slice ? w.value_slice == 48 : p.Dv % 48 == 0;
   if (p.Dk <= 16) return launch_chunked<16, 32>(p, w, vec, phases, stream);
   if (p.Dk <= 32) return launch_chunked<32, 32>(p, w, vec, phases, stream);

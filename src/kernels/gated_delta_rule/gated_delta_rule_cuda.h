@@ -28,6 +28,8 @@ struct GdnParams {
   const __nv_bfloat16* k = nullptr;      // [T, Hk, Dk] row stride ld_qkv
   const __nv_bfloat16* v = nullptr;      // [T, Hv, Dv] row stride ld_qkv
   int64_t ld_qkv = 0;
+  int64_t T =
+      0;  // rows of q, k, v: their extent for tensor-map loads (0: unknown, the chunked form then loads by rows)
   const __nv_bfloat16* a = nullptr;  // [T, Hv] row stride ld_ab
   const __nv_bfloat16* b = nullptr;  // [T, Hv] row stride ld_ab
   int64_t ld_ab = 0;
@@ -57,7 +59,9 @@ struct GdnChunkWork {
   const int32_t* first_chunk = nullptr;  // [n] device
   int64_t n_chunks = 0;
   void* scratch = nullptr;
-  int value_slice = 0;  // state columns per block of the second launch: 0 = by Dv; 32 or 48 (the bits are the same)
+  // State columns per block of the second launch. 0: by the shapes (64 on warpgroup MMA where Dv is a multiple of 64
+  // and 32 < Dk <= 128, else 48 or 32). 32 or 48: the mma.sync pass (the same bits for either). 64: warpgroup MMA.
+  int value_slice = 0;
 };
 size_t gdn_chunked_scratch_bytes(int64_t n_chunks, int64_t Hv, int64_t Dk);
 
