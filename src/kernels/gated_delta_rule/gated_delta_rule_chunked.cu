@@ -38,12 +38,13 @@ using gdn::gate_beta;
 constexpr int kC = 64;  // chunk length
 
 // One chunk's record in the scratch, written by the prep kernel and read by the state kernel (KP: Dk padded):
-//   P' = P·T [64][64] bf16, W' = Kᵀ·diag(tail·rk)·T [KP][64] bf16, row scales [4][64] float (o: γ·rq/sqrt(Dk),
-//   r: γ·rk, unused, β), γ_n. P' and W' are stored as their shared-memory image in the SW128 layout (wgmma.cuh),
-//   so that one bulk copy lands them ready for wgmma: element (r, c) at byte rec_off(r, c).
+//   W' = Kᵀ·diag(tail·rk)·T [KP][64] bf16, P' = P·T [64][64] bf16, row scales [4][64] float (o: γ·rq/sqrt(Dk),
+//   r: γ·rk, unused, β), γ_n. W' and P' are stored as their shared-memory image in the SW128 layout (wgmma.cuh),
+//   so that one bulk copy lands them ready for wgmma, W' rows then P' rows as one B operand of KP + 64 rows:
+//   element (r, c) of either at byte rec_off(r, c) from its start.
 template <int KP>
 struct Rec {
-  static constexpr size_t P = 0, W = 8192, scale = W + size_t(KP) * 128, gn = scale + 1024, bytes = gn + 16;
+  static constexpr size_t W = 0, P = size_t(KP) * 128, scale = P + 8192, gn = scale + 1024, bytes = gn + 16;
 };
 
 /// Byte offset of element (r, c) of a [rows][64] bf16 matrix stored in the SW128 layout.
@@ -465,12 +466,17 @@ __global__ __launch_bounds__(kStateThreads, 1) void gdn_chunk_state_kernel(GdnPa
   }
 
   // The record's 16-byte pieces (P' rows, W' rows, scales), contiguous in the scratch: piece e goes to shared memory
-  // at rec_dst(e) from rec_src(e) (P' and W' are swizzled in the record).
+  // at rec_dst(e) from rec_src(e) (W' and P' are swizzled in the record, W' first).
   constexpr int kRecPieces = (kC + KP) * 8 + (4 * kC * 4 + 16) / 16;
   auto rec_dst = [&](int e) -> size_t {
     return e < (kC + KP) * 8 ? L::sP + size_t(e >> 3) * LDC * 2 + (e & 7) * 16 : L::sScale + (e - (kC + KP) * 8) * 16;
   };  // (sW follows sP, so W' row r is P' row 64 + r, and 64 rows keep the swizzle's phase)
-  auto rec_src = [](int e) -> uint32_t { return e < (kC + KP) * 8 ? rec_off(e >> 3, (e & 7) * 8) : uint32_t(e) * 16; };
+  auto rec_src = [](int e) -> uint32_t {
+    const int r = e >> 3, c = (e & 7) * 8;
+    return r < kC        ? uint32_t(Rec<KP>::P) + rec_off(r, c)
+           : r < kC + KP ? uint32_t(Rec<KP>::W) + rec_off(r - kC, c)
+                         : uint32_t(Rec<KP>::scale) + (e - (kC + KP) * 8) * 16;
+  };
   static_assert(L::sW == L::sP + size_t(kC) * LDC * 2, "W' follows P' in a stage");
   // Loads chunk c into stage st: q, k, v rows and the chunk's record; thread t of TH.
   auto fetch = [&](int c, int st, int t, auto threads) {
@@ -680,35 +686,41 @@ __global__ __launch_bounds__(kStateThreads, 1) void gdn_chunk_state_kernel(GdnPa
 // ---- state pass on warpgroup MMA (sm_90a): 32 < Dk <= 128, Dv a multiple of 64 -------------------------------
 //
 // One warpgroup per (sequence, value head, slice of 64 state columns) works transposed, so that every product's A
-// operand comes from its own registers and nothing it computes goes through shared memory:
+// operand comes from its own registers and nothing it computes goes through shared memory but its outputs:
 //   (K·S)ᵀ = Sᵀ·Kᵀ and (Q·S)ᵀ = Sᵀ·Qᵀ      A: Sᵀ (bf16 of the float32 slice it holds), B: the k, q rows as loaded
 //   Rᵀ = β ⊙ (Vᵀ − γ·rk ⊙ (K·S)ᵀ)          by column (chunk row); Vᵀ by ldmatrix.trans from the v rows
-//   Oᵀ = γ·rq/sqrt(Dk) ⊙ (Q·S)ᵀ + Rᵀ·P'ᵀ   A: Rᵀ, B: P' as stored
 //   Sᵀ ← γ_n·Sᵀ + Rᵀ·W'ᵀ                   A: Rᵀ, B: W' ([KP][64], its rows the key dims) as stored
-// An accumulator tile's columns 16kk .. 16kk + 15, packed to bf16, are the A fragment of k-step kk (wgmma.cuh), so
-// Sᵀ and Rᵀ feed the next products straight from registers. The products are wgmma chains (m64n64 or m64nKP,
-// k = 16) over shared-memory B tiles in the SW128 layout: q and k K-major in panels of 64 columns, P' and W'
-// K-major. The inputs arrive by TMA, STAGES − 1 chunks ahead, issued by thread 0: q, k and v through tensor maps
-// (rows past the batch read as zeros; rows of a later sequence reach only columns of Rᵀ set to zero and outputs not
-// stored), the record (stored as its shared-memory image) by one bulk copy; each stage completes on its mbarrier.
-// Every output element sums the same products in the same order whatever the batch and wherever the caller split
-// the sequence (at multiples of 64).
+//   Oᵀ = γ·rq/sqrt(Dk) ⊙ (Q·S)ᵀ + Rᵀ·P'ᵀ   A: Rᵀ, B: P' as stored
+// An accumulator tile's columns 16kk .. 16kk + 15, packed to bf16, are the A fragment of k-step kk (wgmma.cuh). The
+// four products are wgmma chains (m64n64, m64nKP; k = 16) over B tiles in the SW128 layout, K-major, issued so that
+// the tensor cores always have the next one: Rᵀ is formed while (Q·S)ᵀ runs, O's scaling while the state's update
+// runs. (One warpgroup issues a wgmma every ~80 cycles at N = 64, ~95 at 96, ~110 at 128 on an H100, whatever the
+// dependences; merging the chains into wide ones measured slower, as it leaves nothing to overlap.) While the first
+// chains run, the warps request a later chunk's inputs and store the previous chunk's outputs: Oᵀ by stmatrix.trans
+// into an SW128 tile and one TMA store (a chunk cut short by the sequence's end by plain stores of its rows). The
+// inputs arrive by TMA, two chunks ahead, each warp requesting a part: q, k and v through tensor maps (rows past the
+// batch read as zeros; rows of a later sequence reach only columns of Rᵀ set to zero and outputs not stored), the
+// record (stored as its shared-memory image) by one bulk copy; a stage completes on its mbarrier. Every output
+// element sums the same products in the same order whatever the batch and wherever the caller split the sequence
+// (at multiples of 64).
 
 constexpr int kWgThreads = 128;
 
 template <int KP>
 struct WgSmem {
   static constexpr int QP = (KP + 63) / 64;  // 64-column panels of a q or k row
-  // One stage: q, k, v (SW128 tiles), then the record's image: P', W', the row scales and γ_n.
-  static constexpr size_t sq = 0, sk = QP * 8192, sv = 2 * QP * 8192, sP = sv + 8192, sW = sP + 8192;
-  static constexpr size_t sScale = sW + size_t(KP) * 128, rec_bytes = Rec<KP>::bytes;
-  static constexpr size_t stage = (sP + rec_bytes + 1023) / 1024 * 1024;
-  static constexpr uint32_t tx = uint32_t((2 * QP + 1) * 8192 + rec_bytes);  // bytes a stage receives
-  static constexpr size_t rest = 64 + 1024;  // mbarriers, slack to align the base to 1024
-  static constexpr int STAGES = 3 * stage + rest <= 227 * 1024 ? 3 : 2;
-  static constexpr size_t bars = STAGES * stage, total = STAGES * stage + rest;
+  // One stage: q, k, v (SW128 tiles, q and k in panels of 64 columns); the record's image: W', P', the row scales
+  // and γ_n.
+  static constexpr size_t sq = 0, sk = QP * 8192, sv = 2 * QP * 8192, sW = sv + 8192, sP = sW + size_t(KP) * 128;
+  static constexpr size_t sScale = sP + 8192;
+  static constexpr size_t rec_bytes = Rec<KP>::bytes, stage = (sW + rec_bytes + 1023) / 1024 * 1024;
+  static constexpr uint32_t tx_kq = QP * 8192, tx_v = 8192, tx_rec = uint32_t(rec_bytes);  // bytes each part brings
+  static constexpr size_t rest = 2 * 8192 + 64 + 1024;  // two output tiles, mbarriers, slack to align to 1024
+  static constexpr int STAGES = 3;
+  static constexpr size_t out = STAGES * stage, bars = out + 2 * 8192, total = STAGES * stage + rest;
   static_assert(total <= 227 * 1024, "wgmma state block needs more shared memory than an SM has");
-  static_assert(Rec<KP>::P == 0 && Rec<KP>::W == 8192 && Rec<KP>::scale == size_t(kC + KP) * 128, "record layout");
+  static_assert(Rec<KP>::W == 0 && Rec<KP>::P == size_t(KP) * 128 && Rec<KP>::scale == size_t(KP + kC) * 128,
+                "record layout");
 };
 
 /// The A fragment of k-step kk from a float32 accumulator tile (columns 16kk .. 16kk + 15), rounded to bf16.
@@ -721,11 +733,9 @@ __device__ __forceinline__ void a_frag(uint32_t (&a)[4], const float (&d)[M], in
 }
 
 template <int KP>
-__global__ __launch_bounds__(kWgThreads,
-                             1) void gdn_chunk_state_wgmma_kernel(GdnParams p, GdnChunkWork w,
-                                                                  const __grid_constant__ CUtensorMap tm_q,
-                                                                  const __grid_constant__ CUtensorMap tm_k,
-                                                                  const __grid_constant__ CUtensorMap tm_v) {
+__global__ __launch_bounds__(kWgThreads, 1) void gdn_chunk_state_wgmma_kernel(
+    GdnParams p, GdnChunkWork w, const __grid_constant__ CUtensorMap tm_q, const __grid_constant__ CUtensorMap tm_k,
+    const __grid_constant__ CUtensorMap tm_v, const __grid_constant__ CUtensorMap tm_out) {
   hyrax::cuda::begin_after_previous_grids();
   using L = WgSmem<KP>;
   constexpr int STAGES = L::STAGES, KS = KP / 16;
@@ -747,24 +757,29 @@ __global__ __launch_bounds__(kWgThreads,
       static_cast<const unsigned char*>(w.scratch) + int64_t(c_first) * p.Hv * Rec<KP>::bytes;
 
   if (tid == 0) {
-    for (int i = 0; i < STAGES; ++i) mbar_init(&full[i], 1);
+    for (int i = 0; i < STAGES; ++i) mbar_init(&full[i], 4);  // one arrival per warp
     fence_mbarrier_init();
   }
   __syncthreads();
-  auto issue = [&](int c, int st) {  // thread 0: chunk c's loads into stage st
+  auto issue = [&](int c) {  // lane 0 of each warp: its part of chunk c's loads into stage c % STAGES
+    if (lane != 0) return;
+    const int st = c % STAGES, tc = int(t0) + c * kC;
     unsigned char* base = sm + size_t(st) * L::stage;
-    mbar_arrive_expect_tx(&full[st], L::tx);
-    const int tc = int(t0) + c * kC;
+    if (warp < 2) {  // k, q rows
+      mbar_arrive_expect_tx(&full[st], L::tx_kq);
 #pragma unroll
-    for (int q = 0; q < L::QP; ++q) {
-      tma_load_3d(base + L::sq + q * 8192, &tm_q, 64 * q, int(hk), tc, &full[st]);
-      tma_load_3d(base + L::sk + q * 8192, &tm_k, 64 * q, int(hk), tc, &full[st]);
+      for (int q = 0; q < L::QP; ++q)
+        tma_load_3d(base + (warp == 0 ? L::sk : L::sq) + q * 8192, warp == 0 ? &tm_k : &tm_q, 64 * q, int(hk), tc,
+                    &full[st]);
+    } else if (warp == 2) {
+      mbar_arrive_expect_tx(&full[st], L::tx_v);
+      tma_load_3d(base + L::sv, &tm_v, int(j0), int(h), tc, &full[st]);
+    } else {
+      mbar_arrive_expect_tx(&full[st], L::tx_rec);
+      bulk_load(base + L::sW, records + (int64_t(c) * p.Hv + h) * Rec<KP>::bytes, L::tx_rec, &full[st]);
     }
-    tma_load_3d(base + L::sv, &tm_v, int(j0), int(h), tc, &full[st]);
-    bulk_load(base + L::sP, records + (int64_t(c) * p.Hv + h) * Rec<KP>::bytes, uint32_t(L::rec_bytes), &full[st]);
   };
-  if (tid == 0)
-    for (int c = 0; c < min(STAGES - 1, nc); ++c) issue(c, c);
+  for (int c = 0; c < min(STAGES - 1, nc); ++c) issue(c);
 
   // Sᵀ [64 state columns][KP key dims] in float32: S[4j + e] = Sᵀ[v0 + 8·(e / 2)][8j + 2tq + e % 2].
   float S[KP / 2];
@@ -775,21 +790,50 @@ __global__ __launch_bounds__(kWgThreads,
       const int k = 8 * j + 2 * tq + (e & 1);
       S[4 * j + e] = k < Dk ? state[int64_t(k) * p.Dv + j0 + (e < 2 ? v0 : v1)] : 0.0f;
     }
-
   float ks[32], qs[32];  // (K·S)ᵀ, then Rᵀ; (Q·S)ᵀ, then Oᵀ: [64 state columns][64 chunk rows]
-  int st = 0;
+#pragma unroll
+  for (int i = 0; i < 32; ++i) ks[i] = qs[i] = 0.0f;
+  uint32_t opk[16];  // the last chunk's Oᵀ in bf16, in the accumulator layout, until it is stored
+  // Oᵀ of chunk c (opk) -> out. A whole chunk: stmatrix.trans into output tile c % 2 (free: thread 0 let its previous
+  // store finish reading before the barrier that ended chunk c), then one TMA store by thread 0.
+  auto store_out = [&](int c) {
+    const int tc = int(t0) + c * kC, n = min(kC, int(t1 - tc));
+    if (n == kC) {
+      unsigned char* tile = sm + L::out + (c & 1) * 8192;
+#pragma unroll
+      for (int j = 0; j < 8; j += 2) {
+        const uint32_t r[4] = {opk[2 * j], opk[2 * j + 1], opk[2 * j + 2], opk[2 * j + 3]};
+        const int m = lane >> 3;
+        stmatrix_x4_trans(tile + sw128(8 * (j + (m >> 1)) + (lane & 7), 2 * warp + (m & 1)), r);
+      }
+      fence_proxy_async();
+      named_barrier_sync(2, kWgThreads);
+      if (tid == 0) {
+        tma_store_3d(&tm_out, int(j0), int(h), tc, tile);
+        bulk_commit();
+      }
+    } else {
+      bf16* out = p.out + int64_t(tc) * p.ld_out + h * p.Dv + j0;
+#pragma unroll
+      for (int j = 0; j < 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int r = 8 * j + 2 * tq + (e & 1);
+          const uint32_t x = opk[2 * j + (e >> 1)];
+          if (r < n)
+            out[int64_t(r) * p.ld_out + (e < 2 ? v0 : v1)] = __ushort_as_bfloat16((e & 1) ? x >> 16 : x & 0xffffu);
+        }
+    }
+  };
   for (int c = 0; c < nc; ++c) {
-    named_barrier_sync(1, kWgThreads);  // every warp is done with the stage chunk c - 1 used
-    if (tid == 0 && c + STAGES - 1 < nc) issue(c + STAGES - 1, (st + STAGES - 1) % STAGES);
-    const unsigned char* base = sm + size_t(st) * L::stage;
-    const int64_t tc = t0 + int64_t(c) * kC;
-    const int n = min(kC, int(t1 - tc));
-    uint32_t sa[KS][4];  // Sᵀ in bf16, the A fragments of the key-dim k-steps
+    const unsigned char* base = sm + size_t(c % STAGES) * L::stage;
+    const float* scales = reinterpret_cast<const float*>(base + L::sScale);
+    const int n = min(kC, int(t1 - t0) - c * kC);
+    // (K·S)ᵀ and (Q·S)ᵀ: two chains over the key dims, A: Sᵀ in bf16, B: the stage's k, q rows.
+    uint32_t sa[KS][4];
 #pragma unroll
     for (int kk = 0; kk < KS; ++kk) a_frag(sa[kk], S, kk);
-    mbar_wait(&full[st], uint32_t(c / STAGES) & 1);
-
-    // (K·S)ᵀ and (Q·S)ᵀ: two chains over the key dims.
+    mbar_wait(&full[c % STAGES], uint32_t(c / STAGES) & 1);
     {
       const uint64_t dk = sw128_desc(base + L::sk, 16, 1024), dq = sw128_desc(base + L::sq, 16, 1024);
       wgmma_fence();
@@ -802,9 +846,11 @@ __global__ __launch_bounds__(kWgThreads,
         wgmma_rs<64, 0>(qs, sa[kk], dq + (uint32_t((kk >> 2) * 8192 + (kk & 3) * 32) >> 4), kk > 0);
       wgmma_commit();
     }
-    // Per chunk row (this thread's columns 8j + 2tq + {0, 1}): β, γ·rk, γ·rq/sqrt(Dk); Vᵀ by ldmatrix.trans (the
-    // 8×8 block of chunk rows 8j.. and state columns 16·warp + 8x.. -> this thread's Vᵀ[v0 or v1][8j + 2tq ..]).
-    const float* scales = reinterpret_cast<const float*>(base + L::sScale);
+    // Meanwhile: chunk c + 2's loads (into the stage chunk c - 1 used), the previous chunk's outputs, Vᵀ by
+    // ldmatrix.trans (the 8×8 block of chunk rows 8j.. and state columns 16·warp + 8x.. -> this thread's
+    // Vᵀ[v0 or v1][8j + 2tq ..]).
+    if (c + STAGES - 1 < nc) issue(c + STAGES - 1);
+    if (c > 0) store_out(c - 1);
     uint32_t vt[16];
 #pragma unroll
     for (int j = 0; j < 8; j += 2) {
@@ -815,7 +861,7 @@ __global__ __launch_bounds__(kWgThreads,
     }
     wgmma_wait<1>();
     fence_regs(ks);
-    // Rᵀ = β ⊙ (Vᵀ − γ·rk ⊙ (K·S)ᵀ); columns past the chunk's end zero.
+    // Rᵀ = β ⊙ (Vᵀ − γ·rk ⊙ (K·S)ᵀ), columns past the chunk's end zero (while (Q·S)ᵀ runs).
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
       const int r = 8 * j + 2 * tq;
@@ -847,7 +893,7 @@ __global__ __launch_bounds__(kWgThreads,
     wgmma_wait<1>();
     fence_regs(qs);
 #pragma unroll
-    for (int kk = 0; kk < KS; ++kk) fence_regs(sa[kk]);  // (read by the chains until here)
+    for (int kk = 0; kk < KS; ++kk) fence_regs(sa[kk]);
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
       const float2 o = *reinterpret_cast<const float2*>(scales + 8 * j + 2 * tq);
@@ -865,17 +911,14 @@ __global__ __launch_bounds__(kWgThreads,
     fence_regs(qs);
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) fence_regs(ra[kk]);
-    // Oᵀ -> out (rows of the chunk that exist)
-    bf16* out = p.out + tc * p.ld_out + h * p.Dv + j0;
 #pragma unroll
-    for (int j = 0; j < 8; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int r = 8 * j + 2 * tq + (e & 1);
-        if (r < n) out[int64_t(r) * p.ld_out + (e < 2 ? v0 : v1)] = to_bf(qs[4 * j + e]);
-      }
-    st = st + 1 == STAGES ? 0 : st + 1;
+    for (int i = 0; i < 16; ++i) opk[i] = pack_bf16(qs[2 * i], qs[2 * i + 1]);
+    // Every warp is done with this chunk's stage (refilled during the next chunk), and output tile c % 2 is free
+    // once the store made from it two chunks ago has read it.
+    if (tid == 0) bulk_wait_read<1>();
+    named_barrier_sync(1, kWgThreads);
   }
+  store_out(nc - 1);
 #pragma unroll
   for (int j = 0; j < KP / 8; ++j)
 #pragma unroll
@@ -883,6 +926,7 @@ __global__ __launch_bounds__(kWgThreads,
       const int k = 8 * j + 2 * tq + (e & 1);
       if (k < Dk) state[int64_t(k) * p.Dv + j0 + (e < 2 ? v0 : v1)] = S[4 * j + e];
     }
+  if (tid == 0) bulk_wait<0>();
 }
 
 // Which of the two launches to make (gdn_chunked makes both; the benchmark times them apart).
@@ -933,9 +977,11 @@ void launch_chunked_wgmma(const GdnParams& p, const GdnChunkWork& w, bool vec, i
                                               {uint64_t(p.Dk) * 2, row}, {64, 1, 64});
   const CUtensorMap tm_v = tensor_map_bf16_3d("gdn_chunked v", p.v, {uint64_t(p.Dv), uint64_t(p.Hv), T},
                                               {uint64_t(p.Dv) * 2, row}, {64, 1, 64});
+  const CUtensorMap tm_out = tensor_map_bf16_3d("gdn_chunked out", p.out, {uint64_t(p.Dv), uint64_t(p.Hv), T},
+                                                {uint64_t(p.Dv) * 2, uint64_t(p.ld_out) * 2}, {64, 1, 64});
   const dim3 grid(unsigned(p.Dv / 64), unsigned(p.Hv), unsigned(p.n));
   hyrax::cuda::launch("gdn_chunked (state, wgmma)", gdn_chunk_state_wgmma_kernel<KP>, grid, dim3(kWgThreads), L::total,
-                      stream, p, w, tm_q, tm_k, tm_v);
+                      stream, p, w, tm_q, tm_k, tm_v, tm_out);
 }
 
 }  // namespace
@@ -965,10 +1011,10 @@ static void run_chunked(const GdnParams& p, const GdnChunkWork& w, int phases, c
               "value_slice=", w.value_slice);
   const bool vec = p.ld_qkv % 8 == 0 && p.Dk % 8 == 0 && p.Dv % 8 == 0 && aligned16(p.q) && aligned16(p.k) &&
                    aligned16(p.v);
-  const bool vec_out = p.ld_out % 2 == 0 && (reinterpret_cast<uintptr_t>(p.out) & 3) == 0;
-  const bool wgmma = vec && vec_out && p.T > 0 && p.Dv % 64 == 0 && p.Dk > 32 && p.Dk <= 128;
+  const bool wgmma =
+      vec && p.ld_out % 8 == 0 && aligned16(p.out) && p.T > 0 && p.Dv % 64 == 0 && p.Dk > 32 && p.Dk <= 128;
   HYRAX_CHECK(w.value_slice != 64 || wgmma, "gdn_chunked: 64-column slices need Dv a multiple of 64 (Dv=", p.Dv,
-              "), 32 < Dk <= 128 (Dk=", p.Dk, "), 16-byte aligned rows and the row count T");
+              "), 32 < Dk <= 128 (Dk=", p.Dk, "), 16-byte aligned rows of q, k, v and out, and the row count T");
   if (wgmma && (w.value_slice == 0 || w.value_slice == 64)) {
     if (p.Dk <= 64) return launch_chunked_wgmma<64>(p, w, vec, phases, stream);
     if (p.Dk <= 96) return launch_chunked_wgmma<96>(p, w, vec, phases, stream);
