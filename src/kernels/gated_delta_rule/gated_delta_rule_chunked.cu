@@ -80,13 +80,13 @@ constexpr int kPrepThreads = 256;
 template <int KP>
 struct PrepSmem {
   static constexpr int LDK = KP + 8, LDF = kC + 4, LDP = kC + 8, LDM = 32 + 4;
-  // q and k rows; F: L in float32, overwritten block by block with T = (I + L)⁻¹ as the inverse proceeds; TT: T in
-  // bf16, plain and with its rows scaled by tail·rk (before them, M: products of the inverse); P in bf16, over q
-  // once q is read where q is large enough.
+  // q and k rows (k's later scaled by tail·rk); F: L in float32, overwritten block by block with T = (I + L)⁻¹ as
+  // the inverse proceeds; TT: T in bf16 (before it, M: products of the inverse); P in bf16, over q once q is read
+  // where q is large enough. 55 KB at KP = 96: four blocks an SM.
   static constexpr size_t q = 0, k = size_t(kC) * LDK * 2, F = size_t(4) * kC * LDK, TT = F + size_t(kC) * LDF * 4;
-  static constexpr size_t M = TT, P = KP >= 64 ? q : TT + size_t(4) * kC * LDP;
-  static constexpr size_t G = (KP >= 64 ? TT : P) + size_t(4) * kC * LDP;  // doubles
-  static_assert(32 * LDM * 4 <= size_t(4) * kC * LDP, "M fits in TT");
+  static constexpr size_t M = TT, P = KP >= 64 ? q : TT + size_t(2) * kC * LDP;
+  static constexpr size_t G = (KP >= 64 ? TT : P) + size_t(2) * kC * LDP;  // doubles
+  static_assert(32 * LDM * 4 <= size_t(2) * kC * LDP, "M fits in TT");
   static constexpr size_t rq = G + kC * 8, rk = rq + kC * 4, gv = rk + kC * 4, beta = gv + kC * 4;
   static constexpr size_t gam = beta + kC * 4, tail = gam + kC * 4, total = tail + kC * 4;
   static_assert(total <= 227 * 1024, "prep block needs more shared memory than an SM has");
@@ -327,27 +327,31 @@ __global__ __launch_bounds__(kPrepThreads) void gdn_chunk_prep_kernel(GdnParams 
     store_acc(F, LDF, 32 + 16 * mt, 8 * nt, acc, true);
   }
   __syncthreads();
-  // T in bf16: Tb plain, Tu with row k scaled by u_k = tail_k·rk_k; zeros above the diagonal blocks.
+  // T in bf16, zeros above the diagonal blocks; the k rows scaled by u_r = tail_r·rk_r (rounded to bf16).
   bf16* Tb = reinterpret_cast<bf16*>(sm + L::TT);
-  bf16* Tu = Tb + kC * LDP;
   for (int e = tid; e < kC * kC / 8; e += kPrepThreads) {
     const int r = e >> 3, c8 = (e & 7) * 8;
-    uint4 vb = make_uint4(0, 0, 0, 0), vu = vb;
+    uint4 vb = make_uint4(0, 0, 0, 0);
     if ((c8 >> 4) <= (r >> 4)) {
       const float4 a = *reinterpret_cast<const float4*>(F + r * LDF + c8);
       const float4 b = *reinterpret_cast<const float4*>(F + r * LDF + c8 + 4);
-      const float u = tail[r] * rk[r];
       vb = make_uint4(pack_bf16(a.x, a.y), pack_bf16(a.z, a.w), pack_bf16(b.x, b.y), pack_bf16(b.z, b.w));
-      vu = make_uint4(pack_bf16(u * a.x, u * a.y), pack_bf16(u * a.z, u * a.w), pack_bf16(u * b.x, u * b.y),
-                      pack_bf16(u * b.z, u * b.w));
     }
     *reinterpret_cast<uint4*>(Tb + r * LDP + c8) = vb;
-    *reinterpret_cast<uint4*>(Tu + r * LDP + c8) = vu;
+  }
+  for (int e = tid; e < kC * KP / 8; e += kPrepThreads) {
+    const int r = e / (KP / 8), c8 = (e % (KP / 8)) * 8;
+    uint4* x = reinterpret_cast<uint4*>(ks + r * LDK + c8);
+    const uint4 v = *x;
+    const float u = tail[r] * rk[r];
+    const bf16* h8 = reinterpret_cast<const bf16*>(&v);
+    *x = make_uint4(pack_bf16(u * to_f(h8[0]), u * to_f(h8[1])), pack_bf16(u * to_f(h8[2]), u * to_f(h8[3])),
+                    pack_bf16(u * to_f(h8[4]), u * to_f(h8[5])), pack_bf16(u * to_f(h8[6]), u * to_f(h8[7])));
   }
   __syncthreads();
   // The record's products, on tensor cores (bf16 operands, float32 sums), 16×16 tiles straight to the record:
-  // P' = P·T (lower block triangle: tile (mt, nb ≤ mt) sums k-blocks nb..mt) and W' = Kᵀ·Tu (tile (row tile rt of
-  // Kᵀ, nb) sums k-blocks nb..3, Tu being zero above its diagonal blocks).
+  // P' = P·T (lower block triangle: tile (mt, nb ≤ mt) sums k-blocks nb..mt) and W' = (diag(u)·K)ᵀ·T (tile (row tile
+  // rt of Kᵀ, nb) sums k-blocks nb..3, T being zero above its diagonal blocks).
   unsigned char* Pg = rec + Rec<KP>::P;
   unsigned char* Wg = rec + Rec<KP>::W;
   for (int jb = warp; jb < 10 + 4 * KS; jb += kPrepThreads / 32) {
@@ -361,7 +365,7 @@ __global__ __launch_bounds__(kPrepThreads) void gdn_chunk_prep_kernel(GdnParams 
       r0 = 16 * mt, c0 = 16 * nb, dst = Pg;
     } else {
       const int rt = (jb - 10) >> 2, nb = (jb - 10) & 3;
-      warp_mma<2, Major::Col, Major::Row>(acc, ks, LDK, Tu, LDP, 16 * rt, 16 * nb, nb, kC / 16);
+      warp_mma<2, Major::Col, Major::Row>(acc, ks, LDK, Tb, LDP, 16 * rt, 16 * nb, nb, kC / 16);
       r0 = 16 * rt, c0 = 16 * nb, dst = Wg;
     }
 #pragma unroll
@@ -877,14 +881,14 @@ __global__ __launch_bounds__(kWgThreads, 1) void gdn_chunk_state_wgmma_kernel(
 #pragma unroll
         for (int kk = 0; kk < 4; ++kk) wgmma_rs<KP, 0>(S, ra[kk], dw + ((kk * 32) >> 4), true);
         wgmma_commit();
+        // While it runs: every warp of A is done with the previous chunk's stage; refill it.
+        named_barrier_sync(kBarA, 128);
+        if (c > 0 && c - 1 + SA < nc) issue(c - 1 + SA);
         wgmma_wait<0>();
         fence_regs(S);
 #pragma unroll
         for (int kk = 0; kk < 4; ++kk) fence_regs(ra[kk]);
       }
-      // Every warp of A is done with this stage: refill it.
-      named_barrier_sync(kBarA, 128);
-      if (c + SA < nc) issue(c + SA);
     }
 #pragma unroll
     for (int j = 0; j < KP / 8; ++j)
