@@ -6,13 +6,16 @@
 //   T  = (I + L)⁻¹ (float32: diagonal 16×16 blocks by substitution, the rest by block products, 3xTF32)
 //   P' = P·T      W' = Kᵀ·diag(tail·rk)·T      R = β ⊙ (V − γ·rk ⊙ (K·S))
 //   O  = γ·rq·s ⊙ (Q·S) + P'·R                 S ← γ_n·S + W'·R
-// Prep kernel (one block per chunk and head, all in parallel): P', W' and the row scales into a scratch record.
-// State kernel (one block of 16 warps per sequence, head and BV state columns): walks the chunks in order, two
-// phases a chunk, the state slice in the registers of the warps that update it (float32) and its bf16 copy in
-// shared memory as the tensor-core operand, later chunks' inputs loaded by cp.async meanwhile. Products run on
-// tensor cores (mma.sync m16n8k16, bf16 operands, float32 accumulation); q·kᵀ, k·kᵀ, K·S and Q·S straight on the
-// raw inputs, norms, γ, β and tail scaling float32 results. Every output element sums its products in one fixed
-// order, independent of BV, of the other sequences and of where the caller split the sequence (at multiples of 64).
+// Prep kernel (one block per chunk and head, all in parallel): W', P' and the row scales into a scratch record.
+// Then one of two state passes walks each sequence's chunks in order, the state slice in float32 registers:
+//   - on warpgroup MMA (32 < Dk <= 128, Dv a multiple of 64; the section below says why it is shaped as it is);
+//   - on mma.sync for every other shape: one block of 16 warps per sequence, head and BV state columns, two phases a
+//     chunk, the state's bf16 copy in shared memory as the tensor-core operand, later chunks' inputs loaded by
+//     cp.async meanwhile.
+// Products run on tensor cores (bf16 operands, float32 accumulation); q·kᵀ, k·kᵀ, K·S and Q·S straight on the raw
+// inputs, norms, γ, β and tail scaling float32 results. Every output element sums its products in one fixed order,
+// independent of the other sequences and of where the caller split the sequence (at multiples of 64); on mma.sync
+// also of BV.
 #include <algorithm>
 #include <cmath>
 #include <type_traits>
