@@ -305,10 +305,7 @@ __global__ __launch_bounds__(kThreads, 1) void attn_prefill_wgmma_kernel(Attenti
         // P in bf16: the score accumulators of columns 16kk .. 16kk + 15 are the A fragment of k-step kk.
 #pragma unroll
         for (int kk = 0; kk < kBN / 16; ++kk) {
-          pa[kk][0] = pack_bf16(sc[8 * kk + 0], sc[8 * kk + 1]);
-          pa[kk][1] = pack_bf16(sc[8 * kk + 2], sc[8 * kk + 3]);
-          pa[kk][2] = pack_bf16(sc[8 * kk + 4], sc[8 * kk + 5]);
-          pa[kk][3] = pack_bf16(sc[8 * kk + 6], sc[8 * kk + 7]);
+          acc_a_frag(pa[kk], sc, kk);
         }
       }
     };

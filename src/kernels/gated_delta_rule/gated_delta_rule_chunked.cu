@@ -726,15 +726,12 @@ static void run_chunked(const GdnParams& p, const GdnChunkWork& w, int phases, c
   check_params(p);
   HYRAX_CHECK(w.first_chunk && (w.n_chunks == 0 || (w.chunks && w.scratch)), "gdn_chunked: missing chunk work");
   HYRAX_CHECK(w.n_chunks <= INT32_MAX, "gdn_chunked: ", w.n_chunks, " chunks");
-  HYRAX_CHECK(w.value_slice == 0 || w.value_slice == 32 || w.value_slice == 48 || w.value_slice == 64,
-              "value_slice=", w.value_slice);
+  HYRAX_CHECK(w.value_slice == 0 || w.value_slice == 32 || w.value_slice == 48, "value_slice=", w.value_slice);
   const bool vec = p.ld_qkv % 8 == 0 && p.Dk % 8 == 0 && p.Dv % 8 == 0 && aligned16(p.q) && aligned16(p.k) &&
                    aligned16(p.v);
   const bool wgmma =
       vec && p.ld_out % 8 == 0 && aligned16(p.out) && p.T > 0 && p.Dv % 64 == 0 && p.Dk > 32 && p.Dk <= 128;
-  HYRAX_CHECK(w.value_slice != 64 || wgmma, "gdn_chunked: 64-column slices need Dv a multiple of 64 (Dv=", p.Dv,
-              "), 32 < Dk <= 128 (Dk=", p.Dk, "), 16-byte aligned rows of q, k, v and out, and the row count T");
-  if (wgmma && (w.value_slice == 0 || w.value_slice == 64)) {
+  if (wgmma && w.value_slice == 0) {
     if (p.Dk <= 64) {
       launch_chunked<64, 32>(p, w, vec, phases & kPrep, stream);
     } else if (p.Dk <= 96) {

@@ -56,23 +56,11 @@ struct WgSmem {
                 "record layout");
 };
 
-/// The A fragment of k-step kk from a float32 accumulator tile (columns 16kk .. 16kk + 15), rounded to bf16.
-template <int M>
-__device__ __forceinline__ void a_frag(uint32_t (&a)[4], const float (&d)[M], int kk) {
-  a[0] = pack_bf16(d[8 * kk], d[8 * kk + 1]);
-  a[1] = pack_bf16(d[8 * kk + 2], d[8 * kk + 3]);
-  a[2] = pack_bf16(d[8 * kk + 4], d[8 * kk + 5]);
-  a[3] = pack_bf16(d[8 * kk + 6], d[8 * kk + 7]);
-}
-
 /// Stores A fragment `a` of k-step kk (warp w's rows 16w .. 16w + 15) into a K-major SW128 tile (panels of 64
 /// columns, 8 KB each), as the A operand of a shared-memory wgmma.
 __device__ __forceinline__ void st_frag(unsigned char* tile, const uint32_t (&a)[4], int kk, int warp, int lane) {
   const int m = lane >> 3, row = 16 * warp + 8 * (m & 1) + (lane & 7), col8 = 2 * kk + (m >> 1);
-  asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(
-                   smem_addr(tile + (col8 >> 3) * 8192 + sw128(row, col8 & 7))),
-               "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3])
-               : "memory");
+  stmatrix_x4(tile + (col8 >> 3) * 8192 + sw128(row, col8 & 7), a);
 }
 
 template <int KP>
@@ -148,7 +136,7 @@ __global__ __launch_bounds__(kWgThreads, 1) void gdn_chunk_state_wgmma_kernel(
       const int n = min(kC, int(t1 - t0) - c * kC);
       uint32_t sa[KS][4];  // Sᵀ in bf16: the A fragments of the key-dim k-steps
 #pragma unroll
-      for (int kk = 0; kk < KS; ++kk) a_frag(sa[kk], S, kk);
+      for (int kk = 0; kk < KS; ++kk) acc_a_frag(sa[kk], S, kk);
       mbar_wait(&full_a[c % SA], uint32_t(c / SA) & 1);
       {
         const uint64_t dk = sw128_desc(base + L::ak, 16, 1024);
@@ -192,7 +180,7 @@ __global__ __launch_bounds__(kWgThreads, 1) void gdn_chunk_state_wgmma_kernel(
       uint32_t ra[4][4];  // Rᵀ in bf16: the A fragments of the chunk-row k-steps
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
-        a_frag(ra[kk], ks, kk);
+        acc_a_frag(ra[kk], ks, kk);
         st_frag(Rt, ra[kk], kk, warp, lane);
       }
       fence_proxy_async();  // Sᵀ and Rᵀ are read by warpgroup B's wgmma

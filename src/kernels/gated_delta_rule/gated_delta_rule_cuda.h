@@ -60,7 +60,7 @@ struct GdnChunkWork {
   int64_t n_chunks = 0;
   void* scratch = nullptr;
   // State columns per block of the second launch. 0: by the shapes (64 on warpgroup MMA where Dv is a multiple of 64
-  // and 32 < Dk <= 128, else 48 or 32). 32 or 48: the mma.sync pass (the same bits for either). 64: warpgroup MMA.
+  // and 32 < Dk <= 128, else 48 or 32). 32 or 48: the mma.sync pass (the same bits for either).
   int value_slice = 0;
 };
 size_t gdn_chunked_scratch_bytes(int64_t n_chunks, int64_t Hv, int64_t Dk);

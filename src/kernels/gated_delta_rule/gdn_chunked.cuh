@@ -23,7 +23,8 @@ struct Rec {
   static constexpr size_t W = 0, P = size_t(KP) * 128, scale = P + 8192, gn = scale + 1024, bytes = gn + 16;
 };
 
-/// Byte offset of element (r, c) of a [rows][64] bf16 matrix stored in the SW128 layout.
+/// Byte offset of element (r, c) of a [rows][64] bf16 matrix stored in the SW128 layout (wgmma.cuh's sw128 of its
+/// 16-byte chunk, plus its place in the chunk).
 __host__ __device__ constexpr uint32_t rec_off(int r, int c) {
   return uint32_t(r * 128 + ((((c >> 3) ^ (r & 7)) << 4) | ((c & 7) * 2)));
 }
