@@ -40,24 +40,32 @@ using gdn::rec_off;
 // Chunked form
 // ================================================================================================================
 
-/// Copies rows [0, n) of a [64][width] bf16 block (thread t of THREADS) (source rows `ld_src` apart, columns [col0, col0 + width) of
-/// which those below `lim` exist) into shared memory rows `ld_dst` apart; zeros elsewhere. vec: 16-byte cp.async
-/// wherever a whole group of 8 is in range.
+/// Copies rows [0, n) of a [64][WIDTH] bf16 block (thread t of THREADS) (source rows `ld_src` apart, columns
+/// [col0, col0 + WIDTH) of which those below `lim` exist) into shared memory rows `ld_dst` apart; zeros elsewhere.
+/// vec: 16-byte cp.async wherever a whole group of 8 is in range. Thread t copies groups t, t + THREADS, ...; their
+/// (row, group) pairs are stepped, not divided out, and only the row offset is 64-bit.
 template <int WIDTH, int THREADS>
 __device__ __forceinline__ void load_rows(bf16* dst, int ld_dst, const bf16* src, int64_t ld_src, int64_t col0,
                                           int64_t lim, int n, bool vec, int t = threadIdx.x) {
-  constexpr int G = WIDTH / 8;
+  constexpr int G = WIDTH / 8, E = kC * G, N = (E + THREADS - 1) / THREADS;
   const bf16 zero = to_bf(0.0f);
-  for (int e = t; e < kC * G; e += THREADS) {
-    const int i = e / G, c = (e % G) * 8;
-    const bf16* s = src + i * ld_src + col0 + c;
-    bf16* d = dst + i * ld_dst + c;
-    if (i < n && vec && col0 + c + 8 <= lim) {
-      cp_async16(d, s);
-    } else {
+  const bf16* base = src + col0;
+  const int w = int(lim - col0);  // columns of the block that exist
+  int i = t / G, c = (t % G) * 8;
 #pragma unroll
-      for (int x = 0; x < 8; ++x) d[x] = (i < n && col0 + c + x < lim) ? s[x] : zero;
+  for (int k = 0; k < N; ++k) {
+    if (E % THREADS == 0 || t + k * THREADS < E) {
+      const bf16* s = base + int64_t(i) * ld_src + c;
+      bf16* d = dst + i * ld_dst + c;
+      if (i < n && vec && c + 8 <= w) {
+        cp_async16(d, s);
+      } else {
+#pragma unroll
+        for (int x = 0; x < 8; ++x) d[x] = (i < n && c + x < w) ? s[x] : zero;
+      }
     }
+    i += THREADS / G, c += (THREADS % G) * 8;
+    if (c >= WIDTH) c -= WIDTH, ++i;
   }
 }
 
@@ -80,12 +88,9 @@ struct PrepSmem {
   static_assert(total <= 227 * 1024, "prep block needs more shared memory than an SM has");
 };
 
-/// float -> tf32 (round to nearest, ties away), as a 32-bit register.
-__device__ __forceinline__ uint32_t to_tf32(float x) {
-  uint32_t r;
-  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
-  return r;
-}
+/// x's tf32 part (its top 19 bits: truncated, not rounded), as a 32-bit register. One instruction, where
+/// cvt.rna.tf32.f32 is four on sm_90 (and was a seventh of the prep's instructions).
+__device__ __forceinline__ uint32_t tf32_trunc(float x) { return __float_as_uint(x) & 0xffffe000u; }
 
 __device__ __forceinline__ void mma_tf32(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   asm volatile(
@@ -96,7 +101,8 @@ __device__ __forceinline__ void mma_tf32(float (&d)[4], const uint32_t (&a)[4], 
 }
 
 /// acc (16×8) += A[0:16, 8·k0 : 8·k1] · B[8·k0 : 8·k1, 0:8] for float32 matrices in shared memory (row-major),
-/// on tensor cores in three tf32 products (hi·lo + lo·hi + hi·hi: float32-level accuracy). Fragments of
+/// on tensor cores in three tf32 products (hi·lo + lo·hi + hi·hi: float32-level accuracy). hi is x truncated to
+/// tf32, lo = x − hi (exact) truncated again: what is dropped is below 2⁻²⁰·|x|. Fragments of
 /// m16n8k8.tf32: a0 = A[g][t], a1 = A[g+8][t], a2 = A[g][t+4], a3 = A[g+8][t+4]; b0 = B[t][g], b1 = B[t+4][g].
 __device__ __forceinline__ void mma_f32x3(float (&acc)[4], const float* A, int lda, const float* B, int ldb, int k0,
                                           int k1) {
@@ -107,9 +113,9 @@ __device__ __forceinline__ void mma_f32x3(float (&acc)[4], const float* A, int l
     const float b[2] = {B[c * ldb + g], B[(c + 4) * ldb + g]};
     uint32_t ah[4], al[4], bh[2], bl[2];
 #pragma unroll
-    for (int x = 0; x < 4; ++x) ah[x] = to_tf32(a[x]), al[x] = to_tf32(a[x] - __uint_as_float(ah[x]));
+    for (int x = 0; x < 4; ++x) ah[x] = tf32_trunc(a[x]), al[x] = tf32_trunc(a[x] - __uint_as_float(ah[x]));
 #pragma unroll
-    for (int x = 0; x < 2; ++x) bh[x] = to_tf32(b[x]), bl[x] = to_tf32(b[x] - __uint_as_float(bh[x]));
+    for (int x = 0; x < 2; ++x) bh[x] = tf32_trunc(b[x]), bl[x] = tf32_trunc(b[x] - __uint_as_float(bh[x]));
     mma_tf32(acc, ah, bl[0], bl[1]);
     mma_tf32(acc, al, bh[0], bh[1]);
     mma_tf32(acc, ah, bh[0], bh[1]);
@@ -125,7 +131,8 @@ __device__ __forceinline__ void store_acc(float* D, int ld, int r0, int c0, cons
 }
 
 template <int KP>
-__global__ __launch_bounds__(kPrepThreads) void gdn_chunk_prep_kernel(GdnParams p, GdnChunkWork w, bool vec) {
+__global__ __launch_bounds__(kPrepThreads) void gdn_chunk_prep_kernel(GdnParams p, GdnChunkWork w, bool vec,
+                                                                      float qscale) {
   hyrax::cuda::begin_after_previous_grids();
   using L = PrepSmem<KP>;
   constexpr int LDK = L::LDK, LDF = L::LDF, LDP = L::LDP, LDM = L::LDM, KS = KP / 16;
@@ -143,7 +150,7 @@ __global__ __launch_bounds__(kPrepThreads) void gdn_chunk_prep_kernel(GdnParams 
   float* gam = reinterpret_cast<float*>(sm + L::gam);
   float* tail = reinterpret_cast<float*>(sm + L::tail);
 
-  const int64_t ci = blockIdx.x, h = blockIdx.y, hk = h / (p.Hv / p.Hk);
+  const int64_t ci = blockIdx.x, h = blockIdx.y, hk = int(h) / int(p.Hv / p.Hk);
   const int seq = w.chunks[2 * ci], off = w.chunks[2 * ci + 1];
   const int64_t t0 = p.cu_seqlens[seq], tc = t0 + off;
   const int n = min(kC, int(p.cu_seqlens[seq + 1] - tc));
@@ -234,7 +241,6 @@ __global__ __launch_bounds__(kPrepThreads) void gdn_chunk_prep_kernel(GdnParams 
   __syncthreads();  // G, γ, tail are ready; q is no longer read (P may reuse it)
 
   // Decays and norms: P (bf16, zero above the diagonal) and L = β·Kn·Knᵀ ⊙ decay (float32, strictly lower).
-  const float qscale = float(1.0 / sqrt(double(p.Dk)));
 #pragma unroll
   for (int i = 0; i < kPerWarp; ++i) {
     const int jb = wj + i * (kPrepThreads / 32);
@@ -358,9 +364,9 @@ __global__ __launch_bounds__(kPrepThreads) void gdn_chunk_prep_kernel(GdnParams 
     }
 #pragma unroll
     for (int j = 0; j < 2; ++j) {
-      const int cc = c0 + 8 * j + 2 * tq;
-      *reinterpret_cast<uint32_t*>(dst + rec_off(r0 + g, cc)) = pack_bf16(acc[j][0], acc[j][1]);
-      *reinterpret_cast<uint32_t*>(dst + rec_off(r0 + g + 8, cc)) = pack_bf16(acc[j][2], acc[j][3]);
+      const uint32_t o = rec_off(r0 + g, c0 + 8 * j + 2 * tq);  // row r0 + g + 8: the same swizzle, 8 rows on
+      *reinterpret_cast<uint32_t*>(dst + o) = pack_bf16(acc[j][0], acc[j][1]);
+      *reinterpret_cast<uint32_t*>(dst + o + 8 * 128) = pack_bf16(acc[j][2], acc[j][3]);
     }
   }
   // P''s six tiles above the diagonal blocks are zeros (the wgmma state pass reads the whole of P').
@@ -419,7 +425,7 @@ __global__ __launch_bounds__(kStateThreads, 1) void gdn_chunk_state_kernel(GdnPa
   bf16* Sbf = reinterpret_cast<bf16*>(sm + L::Sbf);
 
   const int i_seq = blockIdx.z, seq = p.seqs[i_seq];
-  const int64_t h = blockIdx.y, hk = h / (p.Hv / p.Hk), j0 = int64_t(blockIdx.x) * BV;
+  const int64_t h = blockIdx.y, hk = int(h) / int(p.Hv / p.Hk), j0 = int64_t(blockIdx.x) * BV;
   const int64_t t0 = p.cu_seqlens[seq], t1 = p.cu_seqlens[seq + 1];
   if (t0 == t1) return;
   const int nc = int((t1 - t0 + kC - 1) / kC), c_first = w.first_chunk[i_seq];
@@ -693,7 +699,8 @@ void launch_chunked(const GdnParams& p, const GdnChunkWork& w, bool vec, int pha
   }
   if ((phases & kPrep) && w.n_chunks > 0) {
     hyrax::cuda::launch("gdn_chunked (prep)", gdn_chunk_prep_kernel<KP>, dim3(unsigned(w.n_chunks), unsigned(p.Hv)),
-                        dim3(kPrepThreads), prep_smem, stream, p, w, vec);
+                        dim3(kPrepThreads), prep_smem, stream, p, w, vec,
+                        float(1.0 / std::sqrt(double(p.Dk))));  // 1/sqrt(Dk), as the recurrent kernel rounds it
   }
   if (phases & kState) {
     const dim3 grid(unsigned((p.Dv + BV - 1) / BV), unsigned(p.Hv), unsigned(p.n));

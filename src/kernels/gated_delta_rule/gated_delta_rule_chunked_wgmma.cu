@@ -77,7 +77,7 @@ __global__ __launch_bounds__(kWgThreads, 1) void gdn_chunk_state_wgmma_kernel(
   uint64_t* full_b = full_a + SA;                                // [SB]
 
   const int i_seq = blockIdx.z, seq = p.seqs[i_seq];
-  const int64_t h = blockIdx.y, hk = h / (p.Hv / p.Hk), j0 = int64_t(blockIdx.x) * 64;
+  const int64_t h = blockIdx.y, hk = int(h) / int(p.Hv / p.Hk), j0 = int64_t(blockIdx.x) * 64;
   const int64_t t0 = p.cu_seqlens[seq], t1 = p.cu_seqlens[seq + 1];
   if (t0 == t1) return;
   const int nc = int((t1 - t0 + kC - 1) / kC), c_first = w.first_chunk[i_seq];
