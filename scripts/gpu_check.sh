@@ -35,7 +35,7 @@ mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 export LD_LIBRARY_PATH="$PWD/.gpu/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 # `scripts/gpu_check.sh [STAGE ...]` runs only the named stages (tests kernels cli floor peers model serve profile
-# sanitizer);
+# sanitizer; and, only when named, hotspots);
 # all of them take ~15 minutes, more than one device call allows, so a call usually names a few.
 STAGES=" ${*:-tests kernels cli floor peers model serve profile sanitizer} "
 want() { [[ "$STAGES" == *" $1 "* ]]; }
@@ -119,6 +119,20 @@ timeout 200 "$NCU" --clock-control none --metrics gpu__time_duration.sum --csv -
   .gpu/hyrax bench --config configs/olmo-hybrid-7b.json --dummy-weights --device cuda --prompt-len 16 --decode 2 \
   --batch 1 > "$OUT/ncu_b1.csv" 2> "$OUT/ncu_b1.err"
 python3 scripts/ncu_step_breakdown.py "$OUT/ncu_b1.csv" | tee "$OUT/step_breakdown.log"
+fi
+
+if want hotspots; then
+stage "hotspots: instructions executed and stall samples per SASS instruction of the GDN kernels (Nsight Compute)"
+# The first launch of each kernel in `bench-kernels --only gdn --quick` (Olmo's shapes). Back here, with the same
+# build: scripts/ncu_source_lines.py --csv $OUT/hotspots_<kernel>.csv.gz --object <the .cu.o> --kernel <name piece>.
+NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+for k in ${HOTSPOT_KERNELS:-gdn_chunk_prep gdn_chunk_state_wgmma gdn_recurrent}; do
+  timeout 120 "$NCU" --clock-control none -k "regex:$k" -c 1 --section SourceCounters --page source \
+    --print-source sass --csv .gpu/hyrax bench-kernels --device cuda --only gdn --quick \
+    > "$OUT/hotspots_$k.csv" 2> "$OUT/hotspots_$k.err"
+  echo "$k: exit code $?, $(grep -c '^"0x' "$OUT/hotspots_$k.csv") SASS instructions profiled"
+  gzip -f "$OUT/hotspots_$k.csv"
+done
 fi
 
 if want sanitizer; then
